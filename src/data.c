@@ -80,6 +80,13 @@ cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static void
+strs_sort(Strs *s)
+{
+    if (s->n > 1)
+        qsort(s->v, (size_t)s->n, sizeof *s->v, cmp_str);
+}
+
 static char *
 join(const char *dir, const char *name)
 {
@@ -230,8 +237,8 @@ list_dir(const char *dir, Strs *dirs, Strs *files, char *err)
         strs_push(isdir ? dirs : files, xstrdup(e->d_name));
     }
     closedir(d);
-    qsort(dirs->v, (size_t)dirs->n, sizeof *dirs->v, cmp_str);
-    qsort(files->v, (size_t)files->n, sizeof *files->v, cmp_str);
+    strs_sort(dirs);
+    strs_sort(files);
     return PS_OK;
 }
 
@@ -271,7 +278,7 @@ open_folder(Dataset *ds, const char *spec, char *err)
         char *cdir = join(root, classes.v[c]);
         Strs dirs = { 0 };
         rc = walk(cdir, 0, &dirs, err);
-        qsort(dirs.v, (size_t)dirs.n, sizeof *dirs.v, cmp_str);
+        strs_sort(&dirs);
         int before = b.n;
         for (int k = 0; rc == PS_OK && k < dirs.n; k++) {
             Strs sub = { 0 }, files = { 0 };

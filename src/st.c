@@ -38,6 +38,11 @@
 
 #define ST_MAX_HEADER (100u << 20) /* as HF: a longer header is hostile */
 
+typedef struct StName {
+    const char *name;
+    int i;
+} StName;
+
 struct StFile {
     char *path;                /* the name used in messages */
     const unsigned char *buf;  /* whole file (mapping or caller's buffer) */
@@ -47,7 +52,7 @@ struct StFile {
     size_t data_off;           /* 8 + header length */
     int n;
     StTensor *t;               /* (n) sorted by data offset */
-    int *by_name;              /* (n) indices into t sorted by name */
+    StName *by_name;           /* (n) names sorted, with their index into t */
     float **conv;              /* (n) converted float32 copies, or NULL */
     size_t *conv_size;         /* (n) their sizes in bytes */
     int n_meta;
@@ -147,12 +152,10 @@ cmp_offset(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-static const StTensor *sort_base; /* qsort has no context argument in C11 */
-
 static int
 cmp_name(const void *a, const void *b)
 {
-    return strcmp(sort_base[*(const int *)a].name, sort_base[*(const int *)b].name);
+    return strcmp(((const StName *)a)->name, ((const StName *)b)->name);
 }
 
 /* Reads a non-negative JSON integer into *v; 0 on success. */
@@ -317,8 +320,7 @@ parse(StFile *f, char *err)
         goto out;
     }
     for (int i = 0; i < f->n; i++)
-        f->by_name[i] = i;
-    sort_base = f->t;
+        f->by_name[i] = (StName){ f->t[i].name, i };
     qsort(f->by_name, (size_t)f->n, sizeof *f->by_name, cmp_name);
 out:
     json_decref(root);
@@ -414,9 +416,9 @@ find_index(const StFile *f, const char *name)
 {
     int lo = 0, hi = f->n - 1;
     while (lo <= hi) {
-        int mid = lo + (hi - lo) / 2, c = strcmp(name, f->t[f->by_name[mid]].name);
+        int mid = lo + (hi - lo) / 2, c = strcmp(name, f->by_name[mid].name);
         if (c == 0)
-            return f->by_name[mid];
+            return f->by_name[mid].i;
         if (c < 0)
             hi = mid - 1;
         else
