@@ -682,7 +682,8 @@ class Maple(torch.nn.Module):
         g = torch.Generator().manual_seed(seed)
         L = c["context_length"]
         with torch.no_grad():
-            init_ids = torch.tensor(tokenizer.tokenize([ctx_init], L, truncate=True))
+            self.init_ids = tokenizer.tokenize([ctx_init], L, truncate=True)
+            init_ids = torch.tensor(self.init_ids)
             emb = clip.token_embedding[init_ids]  # (1,L,Wt)
             # [§6.1] ctx = token embeddings of tokens 1..n_ctx of tokenize(ctx_init)
             self.ctx = torch.nn.Parameter(emb[0, 1:1 + n_ctx].clone())  # (n_ctx,Wt)
@@ -765,15 +766,28 @@ def save_maple_dassl(mp, path, epoch, include_frozen=True):
     (transformer, positional_embedding, ln_final, text_projection), logit_scale.
     Storage dtypes: ctx, proj, token_prefix/suffix fp16; compound_* fp32;
     frozen Conv/Linear/MHA weights and proj/text_projection fp16, the rest
-    fp32 (see the module comment)."""
+    fp32 (see the module comment). ctx and token_prefix/suffix are saved as
+    views into shared fp16 storages with nonzero storage offsets."""
     sd = collections.OrderedDict()
     half = lambda t: t.detach().clone().half()
     full = lambda t: t.detach().clone().float()
-    sd["prompt_learner.ctx"] = half(mp.ctx)
+    n = mp.n_ctx
+    # In the original, ctx is a view of the (1,L,Wt) embedding of ctx_init and
+    # token_prefix/suffix are views of one (C,L,Wt) embedding (§6.1 slices), so
+    # torch.save writes them as offsets into shared storages. We reproduce
+    # that (UNCONFIRMED for real files, but it is how torch saves views).
+    with torch.no_grad():
+        init_ids = torch.tensor(mp.init_ids)
+        emb_init = mp.clip.token_embedding[init_ids].half()  # (1,L,Wt)
+        emb_init[0, 1:1 + n] = mp.ctx.half()
+        emb_cls = mp.clip.token_embedding[mp.tokenized].half()  # (C,L,Wt)
+        emb_cls[:, :1] = mp.token_prefix.half()
+        emb_cls[:, 1 + n:] = mp.token_suffix.half()
+    sd["prompt_learner.ctx"] = emb_init[0, 1:1 + n]
     for i, t in enumerate(mp.compound_prompts_text):
         sd["prompt_learner.compound_prompts_text.%d" % i] = full(t)
-    sd["prompt_learner.token_prefix"] = half(mp.token_prefix)
-    sd["prompt_learner.token_suffix"] = half(mp.token_suffix)
+    sd["prompt_learner.token_prefix"] = emb_cls[:, :1]
+    sd["prompt_learner.token_suffix"] = emb_cls[:, 1 + n:]
     sd["prompt_learner.proj.weight"] = half(mp.proj.weight)
     sd["prompt_learner.proj.bias"] = half(mp.proj.bias)
     for i, p in enumerate(mp.compound_prompt_projections):
