@@ -299,16 +299,24 @@ def _tensor_bytes(t, dt):
     return t.numpy().tobytes()  # little-endian on every machine we use
 
 
-def st_write(path, tensors, dtype="F32", metadata=None, dtypes=None):
+# the safetensors library's Dtype order; it writes tensors by descending
+# dtype, then name, which keeps every tensor aligned to its element size
+_ST_RANK = {"BOOL": 0, "U8": 1, "I8": 2, "I16": 5, "U16": 6, "F16": 7, "BF16": 8, "I32": 9, "U32": 10,
+            "F32": 11, "F64": 12, "I64": 13, "U64": 14}
+
+
+def st_write(path, tensors, dtype="F32", metadata=None, dtypes=None, sort=True):
     """Write a safetensors file: u64 LE header length, JSON header (padded
-    with spaces to a multiple of 8), then the tensors' bytes in order.
-    tensors: ordered mapping name -> tensor. Floating tensors are stored as
-    `dtype` (F32/F16/BF16) unless dtypes[name] says otherwise; integer
-    tensors keep their type (int64 -> I64)."""
+    with spaces to a multiple of 8), then the tensors' bytes.
+    tensors: mapping name -> tensor. Floating tensors are stored as `dtype`
+    (F32/F16/BF16) unless dtypes[name] says otherwise; integer tensors keep
+    their type (int64 -> I64). sort=True orders the data as the safetensors
+    library does (descending dtype, then name: aligned); sort=False keeps
+    the mapping's order (offsets may then be unaligned)."""
     header = collections.OrderedDict()
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    blobs, off = [], 0
+    items = []
     for name, t in tensors.items():
         if dtypes and name in dtypes:
             dt = dtypes[name]
@@ -320,6 +328,11 @@ def st_write(path, tensors, dtype="F32", metadata=None, dtypes=None):
             dt = "U8"
         else:
             dt = dtype
+        items.append((name, t, dt))
+    if sort:
+        items.sort(key=lambda it: (-_ST_RANK[it[2]], it[0]))
+    blobs, off = [], 0
+    for name, t, dt in items:
         b = _tensor_bytes(t, dt)
         header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
