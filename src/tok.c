@@ -393,18 +393,17 @@ unescape(const uint32_t *src, size_t n, uint32_t *dst)
     return o;
 }
 
-/* strip(), re.sub(r'\s+', ' '), strip() in place; returns the new length. */
+/*
+ * strip(), re.sub(r'\s+', ' '), strip() in place; returns the new length. The
+ * first strip is implied by the last (what it removes stays strippable after
+ * the substitution), so only the last is done.
+ */
 static size_t
 squeeze(uint32_t *a, size_t n)
 {
-    size_t lo = 0, hi = n;
-    while (lo < hi && (prop(a[lo]) & TOK_F_PYSPACE))
-        lo++;
-    while (hi > lo && (prop(a[hi - 1]) & TOK_F_PYSPACE))
-        hi--;
     size_t o = 0;
     int in_ws = 0;
-    for (size_t i = lo; i < hi; i++) {
+    for (size_t i = 0; i < n; i++) {
         int ws = cls(a[i]) == TOK_CLS_W;
         if (!ws)
             a[o++] = a[i];
@@ -412,7 +411,7 @@ squeeze(uint32_t *a, size_t n)
             a[o++] = ' ';
         in_ws = ws;
     }
-    lo = 0, hi = o;
+    size_t lo = 0, hi = o;
     while (lo < hi && (prop(a[lo]) & TOK_F_PYSPACE))
         lo++;
     while (hi > lo && (prop(a[hi - 1]) & TOK_F_PYSPACE))

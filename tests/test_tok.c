@@ -411,6 +411,19 @@ test_hostile_hf(void)
         CHECK(!memcmp(out, want, sizeof want));
         tok_free(&t);
     }
+    /* merges out of training order ("ab a" before "a b"): one rank per round, as the Python loop */
+    const char *ov = "{\"a\":0,\"b\":1,\"ab\":2,\"aba\":3,\"x</w>\":4,\"<|startoftext|>\":5,\"<|endoftext|>\":6}";
+    t_write_file(v, ov, strlen(ov));
+    t_write_file(m, "ab a\na b\n", 9);
+    rc = tok_load_hf(&t, v, m, err);
+    CHECK_MSG(rc == PS_OK, "out-of-order merges: %s", err);
+    if (rc == PS_OK) {
+        int32_t out[6];
+        const int32_t want[6] = {5, 2, 2, 4, 6, 0}; /* "ab" "ab" "x</w>", not "aba" "b" "x</w>" */
+        CHECK(tok_tokenize(&t, "ababx", 6, out) == PS_OK && !memcmp(out, want, sizeof want));
+        tok_free(&t);
+    }
+    t_write_file(v, ok_v, strlen(ok_v));
     t_write_file(m, "#version: 0.2\n", 14);
     rc = tok_load_hf(&t, v, m, err);
     CHECK(rc == PS_OK && t.n_merges == 0);
