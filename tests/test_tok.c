@@ -167,6 +167,29 @@ test_openai(const char *gz)
     CHECK(!memcmp(out, cat, sizeof cat) && out[8] == 0 && out[76] == 0);
     check_cases(&t, "tok_cases.tsv", "gz");
 
+    /* answers of OpenAI's / open_clip's tokenizer published in other projects' tests: independent of our Python */
+    static const struct {
+        const char *text;
+        int32_t ids[12];
+    } known[] = {
+        {"a photo of a dog", {49406, 320, 1125, 539, 320, 1929, 49407}},
+        {"A Photo of a TREE!", {49406, 320, 1125, 539, 320, 2677, 256, 49407}},
+        {"it's a cat's toy, running   fast", {49406, 585, 568, 320, 2368, 568, 5988, 267, 2761, 1953, 49407}},
+        {"I can't believe it's not butter", {49406, 328, 753, 713, 2649, 585, 568, 783, 6952, 49407}},
+        {"hello, world! how are you?", {49406, 3306, 267, 1002, 256, 829, 631, 592, 286, 49407}},
+        {"email: user@example.com", {49406, 4462, 281, 7031, 287, 6228, 269, 2464, 49407}},
+        {"the year 2024 was interesting", {49406, 518, 935, 273, 271, 273, 275, 739, 3628, 49407}},
+        {"  HELLO   World  ", {49406, 3306, 1002, 49407}},
+        {"MacBook Pro 16-inch", {49406, 20617, 2630, 272, 277, 268, 6523, 49407}},
+        {"code editor with syntax highlighting", {49406, 3217, 7661, 593, 3758, 3879, 17344, 49407}},
+    };
+    for (size_t i = 0; i < LEN(known); i++) {
+        int32_t want[TOK_CTX] = {0};
+        memcpy(want, known[i].ids, sizeof known[i].ids);
+        CHECK(tok_tokenize(&t, known[i].text, TOK_CTX, out) == PS_OK);
+        CHECK_MSG(!memcmp(out, want, sizeof out), "known answer \"%s\" differs", known[i].text);
+    }
+
     /* HF files written by tok_save_hf give the same ids */
     CHECK(tok_save_hf(&t, t_tmpdir(), err) == PS_OK);
     rc = tok_load_hf(&h, t_tmp("vocab.json"), t_tmp("merges.txt"), err);
