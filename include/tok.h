@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define TOK_CTX       77         /* CLIP's context length */
-#define TOK_MAX_TEXT  (1u << 26) /* longer texts are refused (PS_EUSAGE) */
+#define TOK_MAX_TEXT  (1u << 20) /* longer texts (bytes) are refused (PS_EUSAGE) */
 #define TOK_MAX_VOCAB (1 << 24)  /* larger vocab.json / merge lists are PS_EFORMAT */
 
 typedef struct TokData TokData;

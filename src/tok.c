@@ -572,7 +572,7 @@ pair_rank(const TokData *d, int32_t a, int32_t b)
     }
 }
 
-/* Appends the merge "a b" (spelled s[0..na), s+na+1 ..); -1 when out of memory. */
+/* Appends the merge of a[0..na) and b[0..nb) (next rank); -1 when out of memory. */
 static int
 add_merge(Tok *t, const char *a, size_t na, const char *b, size_t nb)
 {

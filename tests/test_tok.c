@@ -281,7 +281,7 @@ test_openai(const char *gz)
     tok_free(&fresh);
     free(c);
     free(buf);
-    size_t big = 1 << 20;
+    size_t big = TOK_MAX_TEXT;
     char *word = xmalloc(big + 1);
     for (size_t i = 0; i < big; i++)
         word[i] = "ab"[i % 2 ? 1 : (i / 7) % 2];
@@ -290,6 +290,12 @@ test_openai(const char *gz)
     CHECK(tok_encode(&t, word, NULL, 0, &n) == PS_OK && n > 0);
     double t_big = ps_now() - t1;
     CHECK(t_big < 5.0);
+    word = xrealloc(word, big + 2);
+    word[big] = 'a';
+    word[big + 1] = 0;
+    CHECK(tok_encode(&t, word, NULL, 0, &n) == PS_EUSAGE && n == 0);
+    out[0] = 7;
+    CHECK(tok_tokenize(&t, word, TOK_CTX, out) == PS_EUSAGE && out[0] == 0);
     free(word);
     fprintf(stderr,
             "tok: load .gz %.1f ms; %d prompts %.2f ms cold, %.2f ms warm; 1 MB word %.0f ms\n",
