@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 void ref_linear(float *Y, const float *X, const float *W, const float *b, int M, int K, int N);
+void ref_linear_acc(float *Y, const float *X, const float *W, const float *b, int M, int K, int N);
 void ref_matmul(float *Y, const float *X, const float *W, const float *b, int M, int K, int N);
 void ref_layernorm(float *y, const float *x, const float *g, const float *b, int M, int D,
                    float eps);

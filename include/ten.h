@@ -21,6 +21,8 @@
 
 /* Y(M,N) = X(M,K) W(N,K)^T + b(N) (b may be NULL). */
 void ten_linear(float *Y, const float *X, const float *W, const float *b, int M, int K, int N);
+/* Y(M,N) += X(M,K) W(N,K)^T + b(N) (b may be NULL): a linear layer added onto a residual. */
+void ten_linear_acc(float *Y, const float *X, const float *W, const float *b, int M, int K, int N);
 /* Y(M,N) = X(M,K) W(K,N) + b(N): weights stored (in, out), as OpenAI's `proj`. */
 void ten_matmul(float *Y, const float *X, const float *W, const float *b, int M, int K, int N);
 /* y(M,D) = (x - mean) / sqrt(var + eps) * g + b, per row (biased variance). y may be x. */

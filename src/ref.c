@@ -26,6 +26,18 @@ ref_linear(float *Y, const float *X, const float *W, const float *b, int M, int 
 }
 
 void
+ref_linear_acc(float *Y, const float *X, const float *W, const float *b, int M, int K, int N)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = (double)Y[(size_t)i * N + j] + (b ? b[j] : 0);
+            for (int k = 0; k < K; k++)
+                s += (double)X[(size_t)i * K + k] * W[(size_t)j * K + k];
+            Y[(size_t)i * N + j] = (float)s;
+        }
+}
+
+void
 ref_matmul(float *Y, const float *X, const float *W, const float *b, int M, int K, int N)
 {
     for (int i = 0; i < M; i++)

@@ -36,6 +36,19 @@ ten_linear(float *Y, const float *X, const float *W, const float *b, int M, int 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, K, W, K, beta, Y, N);
 }
 
+/* Y(M,N) += X(M,K) W(N,K)^T + b: the bias is added first, then the GEMM with beta = 1. */
+void
+ten_linear_acc(float *Y, const float *X, const float *W, const float *b, int M, int K, int N)
+{
+    PS_ASSERT(M >= 0 && K > 0 && N > 0);
+    if (M == 0)
+        return;
+    if (b)
+        for (int i = 0; i < M; i++)
+            ten_add(Y + (size_t)i * N, b, (size_t)N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, K, W, K, 1.0f, Y, N);
+}
+
 /* Y(M,N) = X(M,K) W(K,N) + b: weights stored (in, out), as OpenAI's `proj`. */
 void
 ten_matmul(float *Y, const float *X, const float *W, const float *b, int M, int K, int N)

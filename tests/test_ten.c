@@ -42,6 +42,9 @@ test_linear_matmul(void)
             ten_linear(Y, X, W, bias ? b : NULL, M, K, N);
             ref_linear(R, X, W, bias ? b : NULL, M, K, N);
             CHECK_REL(Y, R, (size_t)M * N, 1e-6);
+            ten_linear_acc(Y, X, W, bias ? b : NULL, M, K, N); /* Y = 2 (X W^T + b) */
+            ref_linear_acc(R, X, W, bias ? b : NULL, M, K, N);
+            CHECK_REL(Y, R, (size_t)M * N, 1e-6);
             ten_matmul(Y, X, W, bias ? b : NULL, M, K, N); /* W viewed as (K, N) */
             ref_matmul(R, X, W, bias ? b : NULL, M, K, N);
             CHECK_REL(Y, R, (size_t)M * N, 1e-6);
