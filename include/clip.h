@@ -123,7 +123,8 @@ typedef struct ClipPrompts {
  * need config.json beside it). OpenAI-named files have their config inferred
  * from shapes as OpenAI's build_model does: heads = width / 64 unless the
  * file's __metadata__ sets "heads" (both towers), "vision_heads" or
- * "text_heads"; activation quick_gelu unless __metadata__ "act" is "gelu"
+ * "text_heads"; activation quick_gelu unless __metadata__ "act" (or
+ * "hidden_act") is "gelu"
  * (open_clip's non-OpenAI models). tokenizer may name the tokenizer
  * (vocab.json, merges.txt beside it, or a bpe .txt.gz); NULL looks beside the
  * model. Errors: PS_EIO, PS_EFORMAT (bad config), PS_ESHAPE (a tensor missing

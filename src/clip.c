@@ -430,6 +430,8 @@ openai_config(ClipConfig *cfg, StFile *f, char *err)
         || (rc = heads_for(f, t.width, "text_heads", &t.heads, err)))
         return rc;
     const char *act = st_meta(f, "act");
+    if (!act)
+        act = st_meta(f, "hidden_act");
     if (act) {
         if ((rc = parse_act(act, &v.act, st_path(f), err)))
             return rc;

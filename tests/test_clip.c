@@ -15,7 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "clip.h"
+#include "img.h"
 #include "cmd.h"
 #include "ps.h"
 #include "ref.h"
@@ -455,6 +458,146 @@ test_loader_errors(void)
     free(dir);
 }
 
+static const char *
+shared_bpe(void)
+{
+    static char path[600];
+    const char *env = getenv("PS_SHARED_DATA");
+    const char *dirs[] = { env ? env : "", "../shared/data", "../../shared/data", "/work/shared/data" };
+    for (size_t i = 0; i < LEN(dirs); i++) {
+        snprintf(path, sizeof path, "%s/bpe_simple_vocab_16e6.txt.gz", dirs[i]);
+        FILE *f = *dirs[i] ? fopen(path, "rb") : NULL;
+        if (f) {
+            fclose(f);
+            return path;
+        }
+    }
+    return NULL;
+}
+
+static const float *
+ref_get(StFile *f, const char *name, size_t n)
+{
+    const StTensor *t = st_find(f, name);
+    const float *p = NULL;
+    if (!t || st_get_f32(f, name, 0, NULL, &p, NULL) != PS_OK || t->nbytes / 4 != n) {
+        CHECK_MSG(0, "%s: tensor %s missing or of the wrong size", st_path(f), name);
+        return NULL;
+    }
+    return p;
+}
+
+/* One model against tests/data/clip_tiny/<ref>: the PyTorch reference outputs. */
+static void
+check_fixture(const char *model, const char *tokenizer, const char *ref, const char *extra_layer,
+              int extra_l)
+{
+    char err[PS_ERRLEN] = "";
+    Clip c;
+    char mpath[600];
+    snprintf(mpath, sizeof mpath, "%s", t_data(model));
+    int rc = clip_open(&c, mpath, tokenizer, err);
+    CHECK_MSG(rc == PS_OK, "clip_open %s: %s", mpath, err);
+    if (rc)
+        return;
+    StFile *f;
+    rc = st_open(&f, t_data(ref), err);
+    CHECK_MSG(rc == PS_OK, "%s", err);
+    if (rc) {
+        clip_close(&c);
+        return;
+    }
+    const ClipConfig *g = &c.cfg;
+    int N = 6, S = g->image_size, T = g->n_tok, D = g->vision.width, E = g->embed_dim;
+    int L = atoi(st_meta(f, "layer"));
+    const StTensor *it = st_find(f, "input_ids");
+    int P = it ? (int)it->shape[0] : 0;
+    const float *pix = ref_get(f, "pixel_values", (size_t)N * 3 * S * S);
+    const float *rres = ref_get(f, "resid", (size_t)N * T * D);
+    const float *rx = ref_get(f, extra_layer, (size_t)N * T * D);
+    const float *remb = ref_get(f, "image_embeds", (size_t)N * E);
+    const float *rte = ref_get(f, "text_embeds", (size_t)P * E);
+    const float *rlg = ref_get(f, "logits", (size_t)N * P);
+    if (!pix || !rres || !rx || !remb || !rte || !rlg || !it || it->dtype != ST_I64) {
+        CHECK_MSG(0, "%s: incomplete reference", ref);
+        goto out;
+    }
+    /* pixels from the PNGs through img (bit-exact PIL bicubic) */
+    ImgPrep ip = { g->resize, g->crop_h, { g->mean[0], g->mean[1], g->mean[2] },
+                   { g->std[0], g->std[1], g->std[2] } };
+    char names[512];
+    snprintf(names, sizeof names, "%s", st_meta(f, "images"));
+    float *px = xmalloc((size_t)N * 3 * S * S * 4);
+    int n = 0;
+    for (char *s = strtok(names, ","); s && n < N; s = strtok(NULL, ","), n++) {
+        char ipath[600];
+        snprintf(ipath, sizeof ipath, "clip_tiny/%s", s);
+        Image im;
+        CHECK_EQ_INT(img_load(&im, t_data(ipath), err), PS_OK);
+        CHECK_EQ_INT(img_preprocess(&im, &ip, px + (size_t)n * 3 * S * S, err), PS_OK);
+        img_free(&im);
+    }
+    CHECK_EQ_INT(n, N);
+    CHECK_REL(px, pix, (size_t)N * 3 * S * S, 1e-6);
+    free(px);
+
+    float *res = xmalloc((size_t)N * T * D * 4), *emb = xmalloc((size_t)N * E * 4);
+    float *te = xmalloc((size_t)P * E * 4), *lg = xmalloc((size_t)N * P * 4);
+    CHECK_EQ_INT(L, g->vision.layers - 2);
+    CHECK_EQ_INT(clip_encode_image(&c, pix, N, L, res, emb, err), PS_OK);
+    CHECK_REL(res, rres, (size_t)N * T * D, 1e-4);
+    CHECK_REL(emb, remb, (size_t)N * E, 1e-4);
+    CHECK_EQ_INT(clip_encode_image(&c, pix, N, extra_l, res, NULL, err), PS_OK);
+    CHECK_REL(res, rx, (size_t)N * T * D, 1e-4);
+    /* token ids exactly, then the text tower */
+    int32_t *ids = xmalloc((size_t)P * g->ctx * sizeof *ids);
+    CHECK_EQ_INT(it->shape[1], g->ctx);
+    const char *pj = st_meta(f, "prompts");
+    json_error_t je;
+    json_t *arr = pj ? json_loads(pj, 0, &je) : NULL;
+    CHECK(json_is_array(arr) && (int)json_array_size(arr) == P);
+    int bad = 0;
+    for (int p = 0; p < P && arr; p++) {
+        rc = clip_tokenize(&c, json_string_value(json_array_get(arr, (size_t)p)),
+                           ids + (size_t)p * g->ctx, err);
+        CHECK_MSG(rc == PS_OK, "tokenize: %s", err);
+        for (int k = 0; k < g->ctx; k++) {
+            int64_t want;
+            memcpy(&want, (const char *)it->data + 8 * ((size_t)p * g->ctx + k), 8);
+            bad += ids[(size_t)p * g->ctx + k] != want;
+        }
+    }
+    json_decref(arr);
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(clip_encode_text(&c, ids, P, te, err), PS_OK);
+    CHECK_REL(te, rte, (size_t)P * E, 1e-4);
+    clip_logits(&c, emb, N, te, P, lg);
+    CHECK_REL(lg, rlg, (size_t)N * P, 1e-4);
+    free(res), free(emb), free(te), free(lg), free(ids);
+out:
+    st_close(f);
+    clip_close(&c);
+}
+
+static void
+test_fixtures(void)
+{
+    const char *bpe = shared_bpe();
+    if (!bpe) {
+        fprintf(stderr, "test_clip: bpe_simple_vocab_16e6.txt.gz not found: tiny fixtures skipped\n");
+    } else {
+        check_fixture("clip_tiny/hf", bpe, "clip_tiny/ref.safetensors", "resid_layer0", 0);
+        check_fixture("clip_tiny/hf", bpe, "clip_tiny/ref.safetensors", "resid_layer3", 3);
+        check_fixture("clip_tiny/openai.safetensors", bpe, "clip_tiny/ref.safetensors",
+                      "resid_layer3", 3);
+    }
+    char vocab[600];
+    snprintf(vocab, sizeof vocab, "%s", t_data("clip_tiny/small/hf/vocab.json"));
+    check_fixture("clip_tiny/small/hf", NULL, "clip_tiny/small/ref.safetensors", "resid_layer1", 1);
+    check_fixture("clip_tiny/small/openai_bf16.safetensors", vocab,
+                  "clip_tiny/small/ref.safetensors", "resid_layer1", 1);
+}
+
 void
 test_clip(void)
 {
@@ -462,6 +605,7 @@ test_clip(void)
     test_forward("quick_gelu");
     test_forward("gelu");
     test_loader_errors();
+    test_fixtures();
     CHECK_EQ_INT(LEN(clip_imagenet_templates), 80);
     char buf[64];
     clip_format_prompt(buf, sizeof buf, clip_photo_template, "goldfish");
