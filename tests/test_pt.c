@@ -558,6 +558,8 @@ test_fuzz(void)
     static const char *const files[] = {"sae_patchsae.pt", "pt_mixed.pt", "pt_mixed_legacy.pt",
                                         "pt_mixed_deflate.pt", "dassl.pt"};
     int iters = getenv("PS_SANITIZED") ? 300 : 1500;
+    if (getenv("PS_FUZZ_ITERS")) /* longer campaigns by hand */
+        iters = atoi(getenv("PS_FUZZ_ITERS"));
     t_seed(4242);
     FILE *null = fopen("/dev/null", "w");
     for (size_t fi = 0; fi < LEN(files); fi++) {
