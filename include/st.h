@@ -47,6 +47,8 @@ int st_meta_count(const StFile *f);
 const char *st_meta_key(const StFile *f, int i);
 const char *st_dtype_name(StDtype d);
 size_t st_dtype_size(StDtype d);
+int st_dtype_from_name(const char *s);       /* "F32" -> ST_F32; -1 when unknown */
+int64_t st_numel(const StTensor *t);         /* product of the dims (1 for a scalar) */
 
 /*
  * The tensor `name` as float32, converting F16/BF16/F64 (and copying
