@@ -133,8 +133,10 @@ int pt_tensor_f32(const PtTensor *t, const float **data, char *err);
 
 /* One-line Python-like rendering, truncated to fit n bytes ("..."). */
 const char *pt_repr(const PtObj *o, char *buf, size_t n);
-/* Human listing: tensors (name dtype shape), placeholders
- * ("cfg = <mod.Class d_in=16 ...>") and scalars, one per line. */
-int pt_print(FILE *fp, const PtObj *root, char *err);
+/* Human listing, one item a line after `indent` (may be NULL): tensors
+ * ("name  F32 (16, 64)", names aligned), placeholders ("cfg = <mod.Class
+ * d_in=16 ...>") and other values ("epoch = 5"); dicts are expanded, and
+ * lists/tuples/objects only when they hold tensors. */
+int pt_print(FILE *fp, const PtObj *root, const char *indent, char *err);
 
 #endif

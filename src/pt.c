@@ -118,40 +118,6 @@ out_printf(Out *o, const char *fmt, ...)
         out_put(o, tmp, MIN((size_t)n, sizeof tmp - 1));
 }
 
-/* ---- dtypes (own copies: pt.c needs only the StDtype names from st.h) ---- */
-
-static size_t
-dt_size(StDtype d)
-{
-    switch (d) {
-    case ST_F64: case ST_I64: return 8;
-    case ST_F32: case ST_I32: return 4;
-    case ST_F16: case ST_BF16: case ST_I16: return 2;
-    case ST_I8: case ST_U8: case ST_BOOL: return 1;
-    }
-    return 1;
-}
-
-static const char *
-dt_name(StDtype d)
-{
-    static const char *const names[] = {"F32", "F16", "BF16", "F64", "I64",
-                                        "I32", "I16", "I8",   "U8",  "BOOL"};
-    return (unsigned)d < LEN(names) ? names[d] : "?";
-}
-
-static const char *
-shape_str(const int64_t *shape, int nd, char *buf, size_t n)
-{
-    Out o = {buf, n, 0};
-    buf[0] = 0;
-    out_put(&o, "(", 1);
-    for (int i = 0; i < nd; i++)
-        out_printf(&o, i ? ", %lld" : "%lld", (long long)shape[i]);
-    out_put(&o, ")", 1);
-    return buf;
-}
-
 /* ---- objects ---- */
 
 static PtObj *
@@ -1136,7 +1102,7 @@ vm_persid(Vm *vm, PtObj *pid)
     if (!as_i64(a[4], &numel) || numel < 0)
         return vm_fail(vm, PS_EFORMAT, "bad storage size");
     size_t nbytes;
-    if (ps_mul((size_t)numel, dt_size((StDtype)dt), &nbytes) || nbytes > MAX_STORAGE)
+    if (ps_mul((size_t)numel, st_dtype_size((StDtype)dt), &nbytes) || nbytes > MAX_STORAGE)
         return vm_fail(vm, PS_EFORMAT, "storage %s of %lld elements is too large", key->u.str.s,
                        (long long)numel);
     PtStorage *s = storage_find(vm->f, key->u.str.s);
@@ -1983,7 +1949,7 @@ pt_tensor_data(const PtTensor *tc, const void **data, size_t *nbytes, char *err)
 {
     PtTensor *t = (PtTensor *)tc;
     PtStorage *s = t->storage;
-    size_t es = dt_size(t->dtype), nb;
+    size_t es = st_dtype_size(t->dtype), nb;
     if (ps_mul(t->numel, es, &nb) || nb > MAX_STORAGE)
         return ps_seterr(err, PS_ENOMEM, "%s: tensor of %zu elements is too large",
                          s->file->name, t->numel);
@@ -2273,12 +2239,12 @@ repr_rec(Out *out, const PtObj *o, int depth)
         out_put(out, "}", 1);
         break;
     case PT_TENSOR:
-        out_printf(out, "tensor(%s, %s)", dt_name(o->u.t->dtype),
-                   shape_str(o->u.t->shape, o->u.t->nd, tmp, sizeof tmp));
+        out_printf(out, "tensor(%s, %s)", st_dtype_name(o->u.t->dtype),
+                   st_shape_str(o->u.t->shape, o->u.t->nd, tmp, sizeof tmp));
         break;
     case PT_STORAGE:
         out_printf(out, "<storage %s %s x %lld>", o->u.storage->key,
-                   dt_name(o->u.storage->dtype), (long long)o->u.storage->numel);
+                   st_dtype_name(o->u.storage->dtype), (long long)o->u.storage->numel);
         break;
     case PT_OBJECT: {
         const PtObj *st = o->u.obj.state, *a = o->u.obj.args;
@@ -2370,32 +2336,51 @@ has_tensor(const PtObj *o, int depth, int *budget)
     return 0;
 }
 
+typedef struct Print {
+    FILE *fp;
+    const char *indent;
+    int width;   /* tensor name column */
+    int measure; /* first pass: only compute width */
+} Print;
+
 static int
 print_visit(void *ctx, const char *name, const PtObj *o)
 {
-    FILE *fp = ctx;
+    Print *pr = ctx;
     int budget = 100000;
+    const char *nm = *name ? name : "(root)";
     if (o->type == PT_DICT && (o->u.seq.n || !*name))
         return 0;
     if ((o->type == PT_LIST || o->type == PT_TUPLE || o->type == PT_OBJECT) &&
         has_tensor(o, 0, &budget)) {
-        if (o->type == PT_OBJECT)
-            fprintf(fp, "%s = <%s>\n", *name ? name : "(root)", o->u.obj.name);
+        if (o->type == PT_OBJECT && !pr->measure)
+            fprintf(pr->fp, "%s%s = <%s>\n", pr->indent, nm, o->u.obj.name);
         return 0;
+    }
+    if (pr->measure) {
+        if (o->type == PT_TENSOR)
+            pr->width = MAX(pr->width, MIN(60, (int)strlen(nm)));
+        return 1;
     }
     if (o->type == PT_TENSOR) {
         char shp[160];
-        fprintf(fp, "%s  %s %s\n", *name ? name : "(root)", dt_name(o->u.t->dtype),
-                shape_str(o->u.t->shape, o->u.t->nd, shp, sizeof shp));
+        fprintf(pr->fp, "%s%-*s %-4s %s\n", pr->indent, pr->width, nm,
+                st_dtype_name(o->u.t->dtype),
+                st_shape_str(o->u.t->shape, o->u.t->nd, shp, sizeof shp));
         return 1;
     }
     char buf[2048];
-    fprintf(fp, "%s = %s\n", *name ? name : "(root)", pt_repr(o, buf, sizeof buf));
+    fprintf(pr->fp, "%s%s = %s\n", pr->indent, nm, pt_repr(o, buf, sizeof buf));
     return 1;
 }
 
 int
-pt_print(FILE *fp, const PtObj *root, char *err)
+pt_print(FILE *fp, const PtObj *root, const char *indent, char *err)
 {
-    return pt_walk(root, print_visit, fp, err);
+    Print pr = {fp, indent ? indent : "", 4, 1};
+    int rc = pt_walk(root, print_visit, &pr, err);
+    if (rc)
+        return rc;
+    pr.measure = 0;
+    return pt_walk(root, print_visit, &pr, err);
 }

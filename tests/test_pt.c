@@ -277,15 +277,16 @@ test_layouts(void)
     if (f) {
         const char *out = t_tmp("pt_print.txt");
         FILE *fp = fopen(out, "w");
-        CHECK(fp && pt_print(fp, pt_root(f), NULL) == PS_OK);
+        CHECK(fp && pt_print(fp, pt_root(f), "  ", NULL) == PS_OK);
         if (fp)
             fclose(fp);
         char *txt;
         size_t n;
         if (ps_read_file(out, 1 << 20, &txt, &n, NULL) == PS_OK) {
-            CHECK(strstr(txt, "cfg = <src.sae_training.config.ViTSAERunnerConfig class_token="));
-            CHECK(strstr(txt, "\nstate_dict.W_enc  F32 (16, 64)\n"));
-            CHECK(strstr(txt, "\nstate_dict.b_dec  F32 (16)\n"));
+            const char *head = "  cfg = <src.sae_training.config.ViTSAERunnerConfig class_token=";
+            CHECK(!strncmp(txt, head, strlen(head)));
+            CHECK(strstr(txt, "\n  state_dict.W_enc F32  (16, 64)\n"));
+            CHECK(strstr(txt, "\n  state_dict.b_dec F32  (16)\n"));
             free(txt);
         }
     }
@@ -446,7 +447,7 @@ test_bombs(void)
         pt_repr(pt_root(f), buf, sizeof buf);
         CHECK(!strncmp(buf, "[[[[", 4));
         FILE *null = fopen("/dev/null", "w");
-        CHECK(pt_print(null, pt_root(f), err) == PS_OK);
+        CHECK(pt_print(null, pt_root(f), NULL, err) == PS_OK);
         fclose(null);
     }
     pt_close(f);
@@ -474,7 +475,7 @@ test_bombs(void)
         pt_repr(pt_root(f), buf, sizeof buf);
         CHECK(strlen(buf) < sizeof buf);
         FILE *null = fopen("/dev/null", "w");
-        CHECK(pt_print(null, pt_root(f), err) == PS_OK); /* printed as one repr */
+        CHECK(pt_print(null, pt_root(f), NULL, err) == PS_OK); /* printed as one repr */
         fclose(null);
     }
     pt_close(f);
@@ -591,7 +592,7 @@ test_fuzz(void)
             if (pt_load_buf(&f, buf, n, "flipped", err) == PS_OK) {
                 loaded++;
                 pt_walk(pt_root(f), touch_all, &sink, NULL);
-                pt_print(null, pt_root(f), NULL);
+                pt_print(null, pt_root(f), NULL, NULL);
                 pt_close(f);
             } else {
                 failed++;
