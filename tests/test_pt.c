@@ -293,6 +293,65 @@ test_layouts(void)
     pt_close(f);
 }
 
+/* The MaPLe fixture (Dassl layout, views into shared F16 storages) against
+ * the same tiny CLIP weights stored as safetensors with OpenAI names. */
+typedef struct Cmp {
+    StFile *st;
+    int compared, bad;
+} Cmp;
+
+static int
+cmp_visit(void *ctx, const char *name, const PtObj *o)
+{
+    Cmp *c = ctx;
+    if (o->type != PT_TENSOR)
+        return 0;
+    char stname[256];
+    if (!strncmp(name, "image_encoder.", 14))
+        snprintf(stname, sizeof stname, "visual.%s", name + 14);
+    else if (!strncmp(name, "text_encoder.", 13))
+        snprintf(stname, sizeof stname, "%s", name + 13);
+    else
+        return 1;
+    const float *a, *b;
+    char err[PS_ERRLEN];
+    if (pt_tensor_f32(o->u.t, &a, err) != PS_OK ||
+        st_get_f32(c->st, stname, o->u.t->nd, o->u.t->shape, &b, err) != PS_OK) {
+        c->bad++;
+        t_failf(__FILE__, __LINE__, "%s: %s", name, err);
+        return 1;
+    }
+    c->compared++;
+    if (memcmp(a, b, o->u.t->numel * sizeof *a)) {
+        c->bad++;
+        t_failf(__FILE__, __LINE__, "%s differs from %s", name, stname);
+    }
+    return 1;
+}
+
+static void
+test_maple(void)
+{
+    PtFile *f = load("clip_tiny/maple/model.pth.tar-5");
+    Cmp c = {0};
+    char err[PS_ERRLEN];
+    if (!f || st_open(&c.st, t_data("clip_tiny/openai.safetensors"), err) != PS_OK) {
+        CHECK(0);
+        pt_close(f);
+        return;
+    }
+    const PtObj *sd = pt_get(pt_root(f), "state_dict");
+    CHECK(pt_walk(sd, cmp_visit, &c, err) == PS_OK);
+    CHECK_EQ_INT(c.bad, 0);
+    CHECK_MSG(c.compared >= 100, "only %d tensors compared", c.compared);
+    const PtTensor *t = pt_as_tensor(pt_get(sd, "prompt_learner.token_suffix"));
+    CHECK(t && t->dtype == ST_F16 && t->offset == 48 && t->stride[0] == 1232 && t->stride[1] == 16);
+    t = pt_as_tensor(pt_get(sd, "prompt_learner.ctx"));
+    CHECK(t && t->offset == 16);
+    st_close(c.st);
+    pt_close(f);
+}
+
 /* ---- hostile input ---- */
 
 static void
@@ -611,6 +670,7 @@ test_pt(void)
 {
     test_mixed();
     test_layouts();
+    test_maple();
     test_refused();
     test_bad_storage();
     test_bombs();
