@@ -30,11 +30,17 @@
  *      entries of the lowest rank are taken out first, so a lower-ranked pair
  *      created by this round waits for the next one, as in the Python loop.
  *   8. Symbols -> ids; a symbol missing from a (custom) vocab -> eot, the unk
- *      of HF's CLIPTokenizer. Words of up to 64 bytes are cached.
+ *      of HF's CLIPTokenizer. Words of up to 64 bytes are cached (32768 of
+ *      them; the cache is emptied when full).
  *
  * Unicode coverage: every code point, as Python 3.11.2 (unicodedata 14.0.0)
  * and regex 2.5.123 classify and lowercase it; src/tok_tables.h is generated
  * from them by tools/gen_tok_tables.py and the process locale is never used.
+ * Checked against tools/clip_tokenizer.py at development time on all
+ * 1,112,063 code points (each in "A c Σ c 1 ' c"), on every HTML5 entity and
+ * on random mixes; tests/data/tok_cases.tsv keeps Latin-1, Latin Extended,
+ * Greek, Cyrillic, Armenian, Hebrew, Arabic, Devanagari, Thai, Hangul, CJK,
+ * emoji, number categories and entity cases.
  * Not done: ftfy.fix_text (no NFC, no quote uncurling, no mojibake repair).
  */
 #include "tok.h"
