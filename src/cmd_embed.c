@@ -38,7 +38,8 @@
 const char cmd_embed_usage[] =
     "run images and prompts through CLIP into a safetensors file\n"
     "usage: patchsae embed --model MODEL [--layer L] [--text PROMPT]... [--classes FILE]\n"
-    "                      [--ensemble] [--tokenizer PATH] [--quiet] -o OUT.safetensors IMAGE...\n"
+    "                      [--ensemble] [--maple CKPT] [--tokenizer PATH] [--quiet]\n"
+    "                      -o OUT.safetensors IMAGE...\n"
     "\n"
     "  --model MODEL     HF model directory, or a safetensors file with OpenAI/open_clip names\n"
     "  --layer L         hook the residual stream after vision block L (0-based; default\n"
@@ -62,7 +63,8 @@ const char cmd_embed_usage[] =
     "OUT holds float32 tensors: pixel_values (N,3,S,S), resid (N,T,D), image_embeds (N,E)\n"
     "(L2-normalised) and, with prompts, input_ids (P,ctx) int64, text_embeds (P,E), logits (N,P)\n"
     "= exp(logit_scale) image_embeds text_embeds^T. __metadata__: model, layer, images and\n"
-    "prompts (JSON arrays), logit_scale; with --maple also maple, n_ctx, prompt_depth. Unreadable images are skipped with a message (exit 1).\n";
+    "prompts (JSON arrays), logit_scale; with --maple also maple, n_ctx, prompt_depth.\n"
+    "Unreadable images are skipped with a message (exit 1).\n";
 
 /* Everything one run computes; later stages (SAE, MaPLe) add their fields here. */
 typedef struct Embed {

@@ -297,7 +297,8 @@ test_cli(const char *bpe, StFile *ref)
     CHECK_STR(st_meta(got, "n_ctx"), "2");
     CHECK_STR(st_meta(got, "prompt_depth"), "3");
     CHECK(st_meta(got, "maple") && strstr(st_meta(got, "maple"), "model.pth.tar-5"));
-    CHECK(st_meta(got, "prompts") && strstr(st_meta(got, "prompts"), "a photo of a golden retriever."));
+    CHECK(st_meta(got, "prompts") &&
+          strstr(st_meta(got, "prompts"), "a photo of a golden retriever."));
     st_close(got);
 }
 
