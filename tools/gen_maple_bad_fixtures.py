@@ -14,6 +14,8 @@ KiB per file).
 Loadable (same prompts as the fixture, so the C test compares outputs):
   ok_module.pth       keys prefixed "module." (DataParallel), legacy (non-zip) format
   ok_bare.pth         the state dict itself, no Dassl wrapper
+  (The legacy format names storages by Python object ids, so ok_module.pth
+  differs byte-wise from run to run; the others are reproducible.)
 Refused, with the message the C test looks for:
   no_ctx.pth          a PatchSAE-like state dict (W_enc ...): not a MaPLe checkpoint
   missing_proj.pth    prompt_learner.proj.weight deleted
