@@ -4,17 +4,23 @@
  * safetensors file, the stable contract of design.md that tests and users
  * rely on: pixel_values, resid (the residual stream after block L),
  * image_embeds and, with prompts, input_ids (int64, as PyTorch's), text_embeds
- * and logits.
+ * and logits; with --sae, sae_acts and sae_recon.
  *
  * Flow: parse options; open the model (clip_open); decode and preprocess every
  * image into one (N,3,S,S) buffer (an unreadable image is reported and
  * skipped: exit 1); run the vision tower in batches of BATCH images over the
  * reserved scratch; tokenize and encode the prompts; write everything with
- * st_writer (temporary name, then rename). The SAE (--sae) stage is an
- * extension point: Embed carries its outputs, and the places where it plugs
- * in are marked; until then the option is refused. With --maple (maple.h)
- * the vision tower runs with MaPLe's prompts (T grows by n_ctx) and the
- * --classes rows use MaPLe's learned class prompts.
+ * st_writer (temporary name, then rename). With --maple (maple.h) the vision
+ * tower runs with MaPLe's prompts (T grows by n_ctx) and the --classes rows
+ * use MaPLe's learned class prompts.
+ *
+ * With --sae (sae.h) the SAE is loaded and checked against the model before
+ * any image is read (d_in must equal the vision width; its hook layer becomes
+ * the default --layer), and each batch's resid rows, all T tokens, are
+ * encoded with the sparse encoder (the one `index` uses), scattered into the
+ * dense sae_acts (N,T,S) of the contract and decoded from the non-zeros into
+ * sae_recon (N,T,D). The dense output is what the contract asks for; it is
+ * N*T*S floats, so a real SAE (S = 49152) costs 38 MB per image.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,6 +36,7 @@
 #include "img.h"
 #include "maple.h"
 #include "ps.h"
+#include "sae.h"
 #include "st.h"
 
 #define BATCH 8            /* images per vision forward */
@@ -38,12 +45,12 @@
 const char cmd_embed_usage[] =
     "run images and prompts through CLIP into a safetensors file\n"
     "usage: patchsae embed --model MODEL [--layer L] [--text PROMPT]... [--classes FILE]\n"
-    "                      [--ensemble] [--maple CKPT] [--tokenizer PATH] [--quiet]\n"
-    "                      -o OUT.safetensors IMAGE...\n"
+    "                      [--ensemble] [--maple CKPT] [--sae SAE] [--tokenizer PATH]\n"
+    "                      [--quiet] -o OUT.safetensors IMAGE...\n"
     "\n"
     "  --model MODEL     HF model directory, or a safetensors file with OpenAI/open_clip names\n"
-    "  --layer L         hook the residual stream after vision block L (0-based; default\n"
-    "                    n_layers-2, PatchSAE's)\n"
+    "  --layer L         hook the residual stream after vision block L (0-based; default:\n"
+    "                    the SAE's hook layer with --sae, else n_layers-2, PatchSAE's)\n"
     "  --text PROMPT     a prompt (repeatable)\n"
     "  --classes FILE    class names, one a line (a leading WordNet id \"n01440764 \" is\n"
     "                    dropped), each prompted as \"a photo of a {name}.\" after the --text ones\n"
@@ -58,12 +65,16 @@ const char cmd_embed_usage[] =
     "                    CLIP); computed in float32 (the original runs in fp16)\n"
     "  --quiet           no progress on stderr\n"
     "  -o OUT            output file (written to OUT.tmp, then renamed)\n"
-    "  --sae             not available yet in this build\n"
+    "  --sae SAE         also encode resid with a ReLU SAE: a PatchSAE .pt, a SAELens\n"
+    "                    directory or its sae_weights.safetensors (cfg.json beside it), or\n"
+    "                    the project's own safetensors; its d_in must be the vision width\n"
     "\n"
     "OUT holds float32 tensors: pixel_values (N,3,S,S), resid (N,T,D), image_embeds (N,E)\n"
     "(L2-normalised) and, with prompts, input_ids (P,ctx) int64, text_embeds (P,E), logits (N,P)\n"
     "= exp(logit_scale) image_embeds text_embeds^T. __metadata__: model, layer, images and\n"
     "prompts (JSON arrays), logit_scale; with --maple also maple, n_ctx, prompt_depth.\n"
+    "With --sae also sae_acts (N,T,S) = ReLU((resid - b_dec) W_enc + b_enc) and sae_recon\n"
+    "(N,T,D) = sae_acts W_dec + b_dec, and metadata sae, d_sae.\n"
     "Unreadable images are skipped with a message (exit 1).\n";
 
 /* Everything one run computes; later stages (SAE, MaPLe) add their fields here. */
@@ -79,6 +90,11 @@ typedef struct Embed {
     int64_t *input_ids;     /* (P_ids, ctx) */
     float *text_embeds;     /* (P, E) */
     float *logits;          /* (N, P) */
+    const char *sae;        /* --sae file, or NULL */
+    int d_sae;              /* S */
+    float *sae_acts;        /* (N, T, S), ps_big_alloc'd */
+    float *sae_recon;       /* (N, T, D), in the same allocation */
+    size_t sae_bytes;       /* of the two */
 } Embed;
 
 typedef struct Strs {
@@ -223,7 +239,11 @@ save(const char *out, const Clip *c, const Embed *e, const char *model, int laye
         if (N > 0)
             st_writer_add(w, "logits", ST_F32, 2, lg, e->logits);
     }
-    /* --sae adds sae_acts (N,T,S) and sae_recon (N,T,D) here. */
+    if (N > 0 && e->sae) {
+        int64_t sa[3] = { N, e->T, e->d_sae }, sr[3] = { N, e->T, D };
+        st_writer_add(w, "sae_acts", ST_F32, 3, sa, e->sae_acts);
+        st_writer_add(w, "sae_recon", ST_F32, 3, sr, e->sae_recon);
+    }
     char buf[64], *im = json_list(images), *pr = json_list(prompts);
     st_writer_meta(w, "format", "pt");
     st_writer_meta(w, "model", model);
@@ -240,6 +260,11 @@ save(const char *out, const Clip *c, const Embed *e, const char *model, int laye
         snprintf(buf, sizeof buf, "%d", e->maple_depth);
         st_writer_meta(w, "prompt_depth", buf);
     }
+    if (e->sae) {
+        st_writer_meta(w, "sae", e->sae);
+        snprintf(buf, sizeof buf, "%d", e->d_sae);
+        st_writer_meta(w, "d_sae", buf);
+    }
     int rc = st_writer_save(w, out, err);
     st_writer_free(w);
     free(im), free(pr);
@@ -250,6 +275,57 @@ static void
 embed_free(Embed *e)
 {
     free(e->input_ids), free(e->text_embeds), free(e->logits);
+    if (e->sae_acts)
+        ps_big_free(e->sae_acts, e->sae_bytes);
+    e->sae_acts = e->sae_recon = NULL;
+}
+
+/*
+ * Loads --sae and fits the hook layer: exit status 2 (after a message) if it
+ * cannot be used with a model of width D and L blocks. *layer becomes the
+ * SAE's hook layer unless --layer was given; a different --layer is warned of.
+ */
+static int
+open_sae(Sae *s, const char *path, const char *model, int D, int L, int have_layer, int *layer)
+{
+    char err[PS_ERRLEN];
+    if (sae_load(s, path, err)) {
+        fprintf(stderr, "patchsae embed: %s\n", err);
+        return 2;
+    }
+    if (s->d_in != D) {
+        fprintf(stderr, "patchsae embed: --sae %s: d_in %d does not match the vision width %d of "
+                        "%s\n", path, s->d_in, D, model);
+        return 2;
+    }
+    int sl = sae_layer(s, L);
+    if (sl < 0 && s->hook_layer != SAE_NO_LAYER)
+        fprintf(stderr, "patchsae embed: warning: --sae %s: hook layer %d is not a block of %s "
+                        "(%d layers); using layer %d\n", path, s->hook_layer, model, L, *layer);
+    else if (sl >= 0 && !have_layer)
+        *layer = sl;
+    else if (sl >= 0 && sl != *layer)
+        fprintf(stderr, "patchsae embed: warning: --layer %d, but --sae %s was trained on the "
+                        "output of block %d\n", *layer, path, sl);
+    return 0;
+}
+
+/* e->sae_acts/sae_recon rows of images n0..n0+B from e->resid, with the sparse encoder. */
+static int
+run_sae(const Sae *s, SaeWork *w, SaeSparse *sp, Embed *e, int n0, int B, char *err)
+{
+    size_t D = (size_t)s->d_in, S = (size_t)s->d_sae, t0 = (size_t)n0 * e->T;
+    int n_tok = B * e->T;
+    int rc = sae_encode_sparse(s, e->resid + t0 * D, n_tok, sp, w, err);
+    if (rc)
+        return rc;
+    float *acts = e->sae_acts + t0 * S;
+    memset(acts, 0, (size_t)n_tok * S * sizeof *acts);
+    for (int t = 0; t < n_tok; t++)
+        for (int64_t k = sp->rowptr[t]; k < sp->rowptr[t + 1]; k++)
+            acts[(size_t)t * S + (size_t)sp->idx[k]] = sp->val[k];
+    sae_decode_sparse(s, sp, e->sae_recon + t0 * D);
+    return PS_OK;
 }
 
 int
@@ -260,12 +336,15 @@ cmd_embed(int argc, char **argv)
         { "text", required_argument, NULL, 't' }, { "classes", required_argument, NULL, 'c' },
         { "ensemble", no_argument, NULL, 'e' }, { "tokenizer", required_argument, NULL, 'k' },
         { "quiet", no_argument, NULL, 'q' }, { "output", required_argument, NULL, 'o' },
-        { "sae", required_argument, NULL, 'S' }, { "maple", required_argument, NULL, 'M' },
+        { "sae", required_argument, NULL, 's' }, { "maple", required_argument, NULL, 'M' },
         { NULL, 0, NULL, 0 },
     };
     const char *model = NULL, *classes_path = NULL, *tokenizer = NULL, *out = NULL;
-    const char *maple_path = NULL;
+    const char *maple_path = NULL, *sae_path = NULL;
     Maple mp = { 0 };
+    Sae sae = { 0 };
+    SaeWork sw = { 0 };
+    SaeSparse sp = { 0 };
     int layer = -1, have_layer = 0, ensemble = 0, quiet = !isatty(2), ch, status = 0;
     Strs texts = { 0 }, classes = { 0 }, kept = { 0 }, prompts = { 0 };
     optind = 0;
@@ -293,10 +372,7 @@ cmd_embed(int argc, char **argv)
             break;
         }
         case 'M': maple_path = optarg; break;
-        case 'S':
-            fprintf(stderr, "patchsae embed: --sae is not available yet in this build\n");
-            status = 2;
-            goto done;
+        case 's': sae_path = optarg; break;
         default:
             fprintf(stderr, "patchsae embed: unknown option or missing value: %s\n%s",
                     argv[optind - 1], cmd_embed_usage);
@@ -340,6 +416,9 @@ cmd_embed(int argc, char **argv)
     int L = g->vision.layers;
     if (!have_layer)
         layer = L >= 2 ? L - 2 : 0;
+    if (sae_path && (status = open_sae(&sae, sae_path, model, g->vision.width, L, have_layer,
+                                       &layer)))
+        goto close;
     if (layer >= L) {
         fprintf(stderr, "patchsae embed: --layer %d: %s has %d layers (0..%d)\n", layer, model, L,
                 L - 1);
@@ -396,6 +475,25 @@ cmd_embed(int argc, char **argv)
     }
     e.resid = e.pixels + (size_t)e.N * img_floats;
     e.image_embeds = e.resid + (size_t)e.N * e.T * g->vision.width;
+    if (sae_path && e.N > 0) {
+        size_t nt = (size_t)e.N * e.T, n;
+        e.sae = sae_path;
+        e.d_sae = sae.d_sae;
+        if (ps_mul(nt, (size_t)sae.d_sae + (size_t)sae.d_in, &n) || ps_mul(n, sizeof(float), &n) ||
+            !(e.sae_acts = ps_big_alloc(n))) {
+            fprintf(stderr, "patchsae embed: out of memory for sae_acts of %d images x %d tokens "
+                            "x %d latents\n", e.N, e.T, sae.d_sae);
+            status = 2;
+            goto free;
+        }
+        e.sae_bytes = n;
+        e.sae_recon = e.sae_acts + nt * (size_t)sae.d_sae;
+        if (sae_work_init(&sw, &sae, err)) {
+            fprintf(stderr, "patchsae embed: %s\n", err);
+            status = 2;
+            goto free;
+        }
+    }
     if (clip_reserve(&c, MIN(MAX(e.N, 1), BATCH), e.n_ctx, err)) {
         fprintf(stderr, "patchsae embed: %s\n", err);
         status = 2;
@@ -411,7 +509,11 @@ cmd_embed(int argc, char **argv)
             status = 2;
             goto free;
         }
-        /* --sae encodes e.resid rows n0..n0+B here. */
+        if (e.sae && run_sae(&sae, &sw, &sp, &e, n0, B, err)) {
+            fprintf(stderr, "patchsae embed: --sae %s: %s\n", sae_path, err);
+            status = 2;
+            goto free;
+        }
         progress(quiet, "images", n0 + B, e.N);
     }
     for (int i = 0; i < texts.n; i++)
@@ -446,6 +548,9 @@ free:
     e.pixels = NULL;
     embed_free(&e);
 close:
+    sae_sparse_free(&sp);
+    sae_work_free(&sw);
+    sae_free(&sae);
     maple_free(&mp);
     clip_close(&c);
 done:

@@ -27,8 +27,8 @@ t_status "embed: no output" 2 $PS embed --model "$M" $D/img_land.png
 t_status "embed: nothing to do" 2 $PS embed --model "$M" -o "$O"
 t_status "embed: layer out of range" 2 $PS embed --model "$M" --layer 3 -o "$O" $D/img_land.png
 t_status "embed: layer not a number" 2 $PS embed --model "$M" --layer x -o "$O" $D/img_land.png
-t_status "embed: --sae refused for now" 2 $PS embed --model "$M" --sae foo.pt -o "$O" $D/img_land.png
-t_status "embed: --maple refused for now" 2 $PS embed --model "$M" --maple foo.pth -o "$O" $D/img_land.png
+t_status "embed: missing --sae file" 2 $PS embed --model "$M" --sae foo.pt -o "$O" $D/img_land.png
+t_status "embed: missing --maple checkpoint" 2 $PS embed --model "$M" --maple foo.pth -o "$O" $D/img_land.png
 t_status "embed: --ensemble needs --classes" 2 $PS embed --model "$M" --ensemble -o "$O" $D/img_land.png
 t_status "embed: missing classes file" 2 $PS embed --model "$M" --classes "$T_TMP/none.txt" -o "$O" $D/img_land.png
 t_status "embed: missing model" 2 $PS embed --model "$T_TMP/nomodel" -o "$O" $D/img_land.png
