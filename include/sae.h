@@ -10,7 +10,9 @@
  *
  * Latents are sparse (L0 about 150 of 49152 for PatchSAE), so the encoder
  * returns them in CSR form (SaeSparse) and never keeps more than one dense
- * block of SAE_BLOCK tokens; the decoder reads only the non-zeros.
+ * tile of SAE_BLOCK tokens x SAE_COLS latents; the decoder reads only the
+ * non-zeros. Encode many images per call (e.g. 8 x 197 tokens): W_enc is
+ * streamed from memory once per SAE_BLOCK tokens.
  */
 #ifndef PS_SAE_H
 #define PS_SAE_H
@@ -18,7 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SAE_BLOCK 256            /* tokens per dense encoder block */
+#define SAE_BLOCK 2048           /* tokens per encoder GEMM */
+#define SAE_COLS 1024            /* latents per encoder GEMM: the dense tile is SAE_BLOCK x SAE_COLS */
 #define SAE_NO_LAYER (-1000)     /* hook_layer when the file does not say */
 #define SAE_PATCH_BIAS 0.105131256516992f /* PatchSAE adds this in masked patch-in (−SAE_BIAS) */
 
@@ -51,12 +54,18 @@ typedef struct SaeSparse {
     float *val;      /* (nnz) */
 } SaeSparse;
 
-/* Scratch of the encoder: one dense block, allocated once per SAE shape. */
+/* Scratch of the encoder: one dense tile, allocated once per SAE shape. */
 typedef struct SaeWork {
     int d_in, d_sae;
+    int n_cols;      /* width of a tile: min(S, SAE_COLS) */
+    int n_tiles;     /* tiles across S: ceil(S / n_cols) */
     float *xc;       /* (SAE_BLOCK, D): x − b_dec */
-    float *f;        /* (SAE_BLOCK, S): the dense block */
-    size_t bytes;
+    float *f;        /* (SAE_BLOCK, n_cols): the dense tile */
+    int32_t *cnt;    /* (n_tiles, SAE_BLOCK) non-zeros per tile row, then (n_tiles) cursors */
+    int32_t *tidx;   /* (tcap): one token block's non-zeros, tile after tile */
+    float *tval;     /* (tcap) */
+    int64_t tcap;
+    size_t bytes;    /* of xc and f */
 } SaeWork;
 
 /* Zeroed weights of the given shape (for training and tests). */
@@ -86,8 +95,8 @@ int64_t sae_sparse_nnz(const SaeSparse *sp);
 /* f of n_tok tokens x (n_tok, D) into out (CSR). PS_ENOMEM if nnz passes INT_MAX. */
 int sae_encode_sparse(const Sae *s, const float *x, int n_tok, SaeSparse *out, SaeWork *w,
                       char *err);
-/* f (n_tok, S) dense, for tests and `embed`: bit for bit the sparse path's values for the same
- * x and n_tok (the same GEMM blocks). */
+/* f (n_tok, S) dense, for tests: bit for bit the sparse path's values for the same x and
+ * n_tok (the same GEMM tiles). */
 void sae_encode_dense(const Sae *s, const float *x, int n_tok, float *f, SaeWork *w);
 /* xhat (n_tok, D) = f W_dec + b_dec, reading only the non-zeros. */
 void sae_decode_sparse(const Sae *s, const SaeSparse *sp, float *xhat);

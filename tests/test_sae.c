@@ -164,9 +164,55 @@ test_kernels(void)
 {
     t_seed(17);
     test_kernels_shape(8, 32, 5);
-    test_kernels_shape(24, 100, 300);  /* crosses one block boundary */
-    test_kernels_shape(33, 257, 600);  /* odd sizes, three blocks */
-    test_kernels_shape(16, 64, 256);   /* exactly one block */
+    test_kernels_shape(24, 100, 300);
+    test_kernels_shape(33, 257, 600);                  /* odd sizes */
+    test_kernels_shape(6, 40, SAE_BLOCK + 5);          /* two token blocks */
+    test_kernels_shape(5, 12, SAE_BLOCK);              /* exactly one token block */
+    test_kernels_shape(7, 2 * SAE_COLS + 37, 9);       /* three tiles, the last narrow */
+    test_kernels_shape(4, SAE_COLS, 3);                /* exactly one tile */
+    test_kernels_shape(3, SAE_COLS + 16, SAE_BLOCK + 1); /* both, a 16-wide last tile */
+}
+
+/*
+ * Very sparse latents, as a real SAE has them (L0 ~ 0.3 %): most groups of 16
+ * in a tile are all zero and skipped. Latents 5, 16, 17, 31 (the ends of a
+ * group), SAE_COLS - 1 and SAE_COLS (the ends of a tile) and the last one fire
+ * for every token, no other does; values equal the loop's.
+ */
+static void
+test_kernels_sparse(void)
+{
+    int D = 6, S = SAE_COLS + 40, n = 50;
+    static const int on[] = { 5, 16, 17, 31, SAE_COLS - 1, SAE_COLS, SAE_COLS + 39 };
+    Sae s;
+    SaeWork w;
+    SaeSparse sp = {0};
+    char err[PS_ERRLEN];
+    random_sae(&s, D, S);
+    for (int j = 0; j < S; j++)
+        s.b_enc[j] = -100.0f;
+    for (size_t i = 0; i < LEN(on); i++)
+        s.b_enc[on[i]] = 100.0f;
+    CHECK(sae_work_init(&w, &s, err) == PS_OK);
+    float *x = malloc(sizeof(float) * (size_t)n * D), *f = malloc(sizeof(float) * (size_t)n * S);
+    float *fr = malloc(sizeof(float) * (size_t)n * S);
+    for (int i = 0; i < n * D; i++)
+        x[i] = t_randf();
+    ref_encode(&s, x, n, fr);
+    CHECK(sae_encode_sparse(&s, x, n, &sp, &w, err) == PS_OK);
+    check_csr(&sp, S);
+    CHECK_EQ_INT(sae_sparse_nnz(&sp), (int64_t)n * (int64_t)LEN(on));
+    int bad = 0;
+    for (int t = 0; t < n; t++)
+        for (size_t i = 0; i < LEN(on); i++)
+            bad += sp.idx[sp.rowptr[t] + (int64_t)i] != on[i];
+    CHECK_EQ_INT(bad, 0);
+    sparse_to_dense(&sp, S, f);
+    CHECK_REL(f, fr, (size_t)n * S, 1e-6);
+    free(x), free(f), free(fr);
+    sae_sparse_free(&sp);
+    sae_work_free(&w);
+    sae_free(&s);
 }
 
 /* ---- files ---- */
@@ -407,6 +453,7 @@ void
 test_sae(void)
 {
     test_kernels();
+    test_kernels_sparse();
     test_patchsae();
     test_saelens();
     test_own_format();
