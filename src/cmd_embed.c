@@ -19,7 +19,8 @@
  * the default --layer), and each batch's resid rows, all T tokens, are
  * encoded with the sparse encoder (the one `index` uses), scattered into the
  * dense sae_acts (N,T,S) of the contract and decoded from the non-zeros into
- * sae_recon (N,T,D). The dense output is what the contract asks for; it is
+ * sae_recon (N,T,D); an SAE trained on another hook than the residual stream is
+ * used with a warning. The dense output is what the contract asks for; it is
  * N*T*S floats, so a real SAE (S = 49152) costs 38 MB per image.
  */
 #include <errno.h>
@@ -298,6 +299,9 @@ open_sae(Sae *s, const char *path, const char *model, int D, int L, int have_lay
                         "%s\n", path, s->d_in, D, model);
         return 2;
     }
+    if (s->hook_name && !strstr(s->hook_name, "resid"))
+        fprintf(stderr, "patchsae embed: warning: --sae %s was trained on \"%s\", not the residual "
+                        "stream that embed hooks\n", path, s->hook_name);
     int sl = sae_layer(s, L);
     if (sl < 0 && s->hook_layer != SAE_NO_LAYER)
         fprintf(stderr, "patchsae embed: warning: --sae %s: hook layer %d is not a block of %s "

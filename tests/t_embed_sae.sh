@@ -44,6 +44,12 @@ t_check "--layer 1 against the SAE's 0: exit 0" [ "$rc" -eq 0 ]
 t_check "--layer 1 against the SAE's 0: warned" has "$msg" "warning: --layer 1, but .*block 0"
 t_check "--layer wins" has "$("$PS" info "$O")" "layer: 1"
 
+mkdir "$T_TMP/mlp" && cp $SD/saelens/sae_weights.safetensors "$T_TMP/mlp/" &&
+    sed 's/hook_resid_post/hook_mlp_out/' $SD/saelens/cfg.json > "$T_TMP/mlp/cfg.json"
+msg=$($E --sae "$T_TMP/mlp" -o "$O" $D/img_square.png 2>&1); rc=$?
+t_check "an SAE of another hook: exit 0" [ "$rc" -eq 0 ]
+t_check "an SAE of another hook: warned" has "$msg" "warning: .*blocks.2.hook_mlp_out.*not the residual stream"
+
 t_check "embed --maple --sae" $E --model $D/openai.safetensors --maple $D/maple/model.pth.tar-5 --sae $SD/patchsae.pt -o "$O" $D/img_land.png
 t_check "MaPLe: sae_acts has T + n_ctx tokens" has "$("$PS" info "$O")" "sae_acts *F32 *(1, 19, 64)"
 
