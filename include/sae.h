@@ -21,7 +21,8 @@
 #include <stdint.h>
 
 #define SAE_BLOCK 2048           /* tokens per encoder GEMM */
-#define SAE_COLS 1024            /* latents per encoder GEMM: the dense tile is SAE_BLOCK x SAE_COLS */
+#define SAE_COLS 1024            /* latents per encoder GEMM for a full block (wider for fewer
+                                  * tokens): the dense tile holds SAE_BLOCK x SAE_COLS floats */
 #define SAE_NO_LAYER (-1000)     /* hook_layer when the file does not say */
 #define SAE_PATCH_BIAS 0.105131256516992f /* PatchSAE adds this in masked patch-in (−SAE_BIAS) */
 
@@ -57,10 +58,10 @@ typedef struct SaeSparse {
 /* Scratch of the encoder: one dense tile, allocated once per SAE shape. */
 typedef struct SaeWork {
     int d_in, d_sae;
-    int n_cols;      /* width of a tile: min(S, SAE_COLS) */
-    int n_tiles;     /* tiles across S: ceil(S / n_cols) */
+    int n_cols;      /* narrowest tile (for a full block): min(S, SAE_COLS) */
+    int n_tiles;     /* most tiles across S: ceil(S / n_cols) */
     float *xc;       /* (SAE_BLOCK, D): x − b_dec */
-    float *f;        /* (SAE_BLOCK, n_cols): the dense tile */
+    float *f;        /* (SAE_BLOCK * n_cols): one dense tile of nb tokens, as wide as fits */
     int32_t *cnt;    /* (n_tiles, SAE_BLOCK) non-zeros per tile row, then (n_tiles) cursors */
     int32_t *tidx;   /* (tcap): one token block's non-zeros, tile after tile */
     float *tval;     /* (tcap) */

@@ -5,8 +5,9 @@
  *
  * Encoding runs over blocks of up to SAE_BLOCK tokens: x − b_dec into a
  * (B, D) block, then, tile by tile across the latents, one cblas_sgemm of
- * (B, D) by W_enc's columns c0..c0+SAE_COLS into a reused dense (B, SAE_COLS)
- * tile (8 MiB: it is still in cache when it is read back), and a pass that
+ * (B, D) by W_enc's columns c0..c0+nc into a reused dense (B, nc) tile of
+ * 8 MiB (nc = SAE_COLS for a full block, wider for fewer tokens; the tile is
+ * still in cache when it is read back), and a pass that
  * adds b_enc, applies the ReLU and appends the positive values of each row
  * to a per-block list. Sixteen latents are tested at once before any is
  * appended (a loop the compiler turns branch-free), since at L0 ≈ 150 of
@@ -506,6 +507,20 @@ centre(const Sae *s, const float *x, int nb, SaeWork *w)
     return w->xc;
 }
 
+/*
+ * Tile width for a block of nb tokens: the tile buffer's SAE_BLOCK x SAE_COLS
+ * floats, as wide as they go (a multiple of 16), at least SAE_COLS, at most S.
+ * A small block (one image) then needs a few wide GEMMs rather than many
+ * narrow ones, each of which waits for every OpenBLAS thread.
+ */
+static int
+tile_cols(const SaeWork *w, int nb)
+{
+    int64_t c = (int64_t)SAE_BLOCK * w->n_cols / MAX(nb, 1);
+    c -= c % 16;
+    return (int)MIN((int64_t)w->d_sae, MAX(c, (int64_t)w->n_cols));
+}
+
 /* w->f (nb, nc) = a (nb, D) · W_enc[:, c0 .. c0+nc), without b_enc. */
 static void
 enc_tile(const Sae *s, const float *a, int nb, int c0, int nc, SaeWork *w)
@@ -581,10 +596,10 @@ static int
 enc_block_sparse(const Sae *s, const float *x, int nb, int t0, SaeSparse *out, SaeWork *w,
                  int64_t *nnz, char *err)
 {
-    int S = s->d_sae, nc = w->n_cols, rc;
+    int S = s->d_sae, nc = tile_cols(w, nb), n_tiles = (S + nc - 1) / nc, rc;
     const float *a = centre(s, x, nb, w);
     int64_t m = 0;
-    for (int c = 0; c < w->n_tiles; c++) {
+    for (int c = 0; c < n_tiles; c++) {
         int c0 = c * nc, n = MIN(nc, S - c0);
         int32_t *cnt = w->cnt + (size_t)c * SAE_BLOCK;
         enc_tile(s, a, nb, c0, n, w);
@@ -603,14 +618,14 @@ enc_block_sparse(const Sae *s, const float *x, int nb, int t0, SaeSparse *out, S
         return rc;
     int32_t *cur = w->cnt + (size_t)w->n_tiles * SAE_BLOCK; /* start of each tile's list */
     int64_t o = 0;
-    for (int c = 0; c < w->n_tiles; c++) {
+    for (int c = 0; c < n_tiles; c++) {
         cur[c] = (int32_t)o;
         for (int i = 0; i < nb; i++)
             o += w->cnt[(size_t)c * SAE_BLOCK + i];
     }
     int64_t k = *nnz;
     for (int i = 0; i < nb; i++) {
-        for (int c = 0; c < w->n_tiles; c++) {
+        for (int c = 0; c < n_tiles; c++) {
             int32_t n = w->cnt[(size_t)c * SAE_BLOCK + i];
             memcpy(out->idx + k, w->tidx + cur[c], (size_t)n * sizeof *out->idx);
             memcpy(out->val + k, w->tval + cur[c], (size_t)n * sizeof *out->val);
@@ -649,9 +664,9 @@ void
 sae_encode_dense(const Sae *s, const float *x, int n_tok, float *f, SaeWork *w)
 {
     PS_ASSERT(n_tok >= 0 && w->d_in == s->d_in && w->d_sae == s->d_sae);
-    int D = s->d_in, S = s->d_sae, nc = w->n_cols;
+    int D = s->d_in, S = s->d_sae;
     for (int t0 = 0; t0 < n_tok; t0 += SAE_BLOCK) {
-        int nb = MIN(SAE_BLOCK, n_tok - t0);
+        int nb = MIN(SAE_BLOCK, n_tok - t0), nc = tile_cols(w, nb);
         const float *a = centre(s, x + (size_t)t0 * D, nb, w);
         for (int c0 = 0; c0 < S; c0 += nc) {
             int n = MIN(nc, S - c0);

@@ -168,8 +168,9 @@ test_kernels(void)
     test_kernels_shape(33, 257, 600);                  /* odd sizes */
     test_kernels_shape(6, 40, SAE_BLOCK + 5);          /* two token blocks */
     test_kernels_shape(5, 12, SAE_BLOCK);              /* exactly one token block */
-    test_kernels_shape(7, 2 * SAE_COLS + 37, 9);       /* three tiles, the last narrow */
-    test_kernels_shape(4, SAE_COLS, 3);                /* exactly one tile */
+    test_kernels_shape(7, 2 * SAE_COLS + 37, 9);       /* few tokens: one wide tile */
+    test_kernels_shape(7, 2 * SAE_COLS + 37, SAE_BLOCK / 2); /* 2 SAE_COLS wide: 2 tiles */
+    test_kernels_shape(4, SAE_COLS, SAE_BLOCK);        /* exactly one tile */
     test_kernels_shape(3, SAE_COLS + 16, SAE_BLOCK + 1); /* both, a 16-wide last tile */
 }
 
@@ -182,7 +183,7 @@ test_kernels(void)
 static void
 test_kernels_sparse(void)
 {
-    int D = 6, S = SAE_COLS + 40, n = 50;
+    int D = 6, S = SAE_COLS + 40, n = SAE_BLOCK; /* a full block: tiles of SAE_COLS */
     static const int on[] = { 5, 16, 17, 31, SAE_COLS - 1, SAE_COLS, SAE_COLS + 39 };
     Sae s;
     SaeWork w;
