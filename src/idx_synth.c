@@ -209,10 +209,17 @@ idx_synth(Idx *ix, const IdxSynth *s, void (*progress)(int, int), char *err)
     if (s->thumb > 0)
         for (int j = 0; j < 64; j++)
             make_jpeg(s->thumb, j, &jpg[j], &jn[j]);
-    uint64_t r = 0x853C49E6748FEA9Bull ^ ((uint64_t)s->seed * 0x9E3779B97F4A7C15ull);
-    if (!r)
-        r = 1;
+    uint64_t r;
+    int sn = s->shard_n > 0 ? s->shard_n : 1, si = s->shard_i;
+    int64_t done = 0;
     for (int i = 0; i < s->n_images && !rc; i++) {
+        if (i % sn != si)
+            continue;
+        done++;
+        r = (0x853C49E6748FEA9Bull ^ ((uint64_t)s->seed * 0x9E3779B97F4A7C15ull) ^
+             ((uint64_t)(i + 1) * 0xBF58476D1CE4E5B9ull)) | 1;
+        for (int w = 0; w < 4; w++)
+            rnd(&r);
         int label = (int)(rnd(&r) % (unsigned)s->n_classes);
         IdxImage im;
         memset(&im, 0, sizeof im);
@@ -255,8 +262,17 @@ idx_synth(Idx *ix, const IdxSynth *s, void (*progress)(int, int), char *err)
         if (progress && (i + 1) % 1000 == 0)
             progress(i + 1, s->n_images);
     }
-    for (int i = 0; i < NM && !rc; i++)
+    for (int i = 0; i < NM && !rc; i++) {
         rc = stats_finalise(&st[i], ix, ss[i], err);
+        uint8_t *snap = NULL;
+        size_t snap_n = 0;
+        if (!rc)
+            rc = stats_save(&st[i], &snap, &snap_n, err);
+        IdxProgress p = { model[i], d.id, a.id, si, sn, done, done, 1 };
+        if (!rc)
+            rc = idx_put_progress(ix, &p, snap, snap_n, err);
+        free(snap);
+    }
     if (!rc && NM == 2)
         rc = idx_diff_compute(ix, ss[0], ss[1], 50, 100, err);
     if (!rc)

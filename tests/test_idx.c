@@ -1000,6 +1000,86 @@ test_synth(void)
     idx_close(ix);
 }
 
+/* Rows in one schema's SELECT (printf template with %1$s = schema) but not the other's. */
+static long
+symdiff(Idx *ix, const char *tmpl)
+{
+    char a[1024], b[1024], q[8192];
+    snprintf(a, sizeof a, tmpl, "main", "main", "main", "main");
+    snprintf(b, sizeof b, tmpl, "m", "m", "m", "m");
+    snprintf(q, sizeof q, "SELECT (SELECT count(*) FROM (%s EXCEPT %s)) + "
+             "(SELECT count(*) FROM (%s EXCEPT %s)) + abs((SELECT count(*) FROM (%s)) - "
+             "(SELECT count(*) FROM (%s)))", a, b, b, a, a, b);
+    return scalar(ix, q);
+}
+
+static void
+test_merge(void)
+{
+    char err[PS_ERRLEN];
+    const char *path[4] = { t_tmp("full.db"), t_tmp("s0.db"), t_tmp("s1.db"), t_tmp("m.db") };
+    for (int i = 0; i < 3; i++) {
+        Idx *ix;
+        CHECK_EQ_INT(idx_open(&ix, path[i], err), PS_OK);
+        IdxSynth s;
+        idx_synth_init(&s);
+        s.n_images = 90;
+        s.d_sae = 200;
+        s.k_top = 6;
+        s.shard_i = i ? i - 1 : 0;
+        s.shard_n = i ? 2 : 1;
+        int rc = idx_synth(ix, &s, NULL, err);
+        CHECK_MSG(rc == PS_OK, "synth %d: %s", i, err);
+        idx_close(ix);
+    }
+    Idx *m;
+    CHECK_EQ_INT(idx_open(&m, path[3], err), PS_OK);
+    int rc = stats_merge_shards(m, 2, path + 1, err);
+    CHECK_MSG(rc == PS_OK, "merge: %s", err);
+    /* merging a shard again is refused (overlap) and changes nothing */
+    rc = stats_merge_shards(m, 1, path + 1, err);
+    CHECK_EQ_INT(rc, PS_EREFUSED);
+    idx_close(m);
+    Idx *ix;
+    CHECK_EQ_INT(idx_open(&ix, path[0], err), PS_OK);
+    char att[600];
+    snprintf(att, sizeof att, "ATTACH '%s' AS m", path[3]);
+    CHECK_EQ_INT(idx_exec(ix, att, err), PS_OK);
+    CHECK_EQ_INT(scalar(ix, "SELECT count(*) FROM m.images"), 90);
+    CHECK_EQ_INT(scalar(ix, "SELECT count(*) FROM m.latent_stats"), 400);
+    CHECK_EQ_INT(symdiff(ix, "SELECT mo.name, l.latent, l.n_active, l.freq, l.mean_act, "
+                             "l.max_act, l.max_patch, l.entropy, l.label_std, l.top_class, "
+                             "l.top_share FROM %s.latent_stats l JOIN %s.statsets s ON s.id = "
+                             "l.statset_id JOIN %s.models mo ON mo.id = s.model_id"), 0);
+    CHECK_EQ_INT(symdiff(ix, "SELECT mo.name, t.latent, t.kind, t.rank, i.pos, t.value, t.token "
+                             "FROM %s.latent_top t JOIN %s.statsets s ON s.id = t.statset_id JOIN "
+                             "%s.models mo ON mo.id = s.model_id JOIN %s.images i ON i.id = "
+                             "t.image_id"), 0);
+    CHECK_EQ_INT(symdiff(ix, "SELECT mo.name, c.class, c.latent, c.n_tokens, c.act_sum FROM "
+                             "%s.class_counts c JOIN %s.statsets s ON s.id = c.statset_id JOIN "
+                             "%s.models mo ON mo.id = s.model_id"), 0);
+    CHECK_EQ_INT(symdiff(ix, "SELECT mo.name, c.class, c.rank, c.latent, c.n_tokens FROM "
+                             "%s.class_top c JOIN %s.statsets s ON s.id = c.statset_id JOIN "
+                             "%s.models mo ON mo.id = s.model_id"), 0);
+    CHECK_EQ_INT(symdiff(ix, "SELECT class, grp, latent, base_rank, adapted_rank FROM "
+                             "%s.diff_groups"), 0);
+    CHECK_EQ_INT(symdiff(ix, "SELECT i.pos, mo.name, p.blob FROM %s.patches p JOIN %s.images i "
+                             "ON i.id = p.image_id JOIN %s.models mo ON mo.id = p.model_id"), 0);
+    CHECK_EQ_INT(symdiff(ix, "SELECT i.pos, i.label, t.jpeg FROM %s.images i JOIN "
+                             "%s.thumbnails t ON t.image_id = i.id"), 0);
+    CHECK(scalar(ix, "SELECT count(*) FROM main.latent_labels") > 0);
+    idx_close(ix);
+    /* an unfinished shard is refused */
+    CHECK_EQ_INT(idx_open(&ix, path[1], err), PS_OK);
+    CHECK_EQ_INT(idx_exec(ix, "UPDATE progress SET done = 0", err), PS_OK);
+    idx_close(ix);
+    CHECK_EQ_INT(idx_open(&m, t_tmp("m2.db"), err), PS_OK);
+    CHECK_EQ_INT(stats_merge_shards(m, 2, path + 1, err), PS_EREFUSED);
+    CHECK_MSG(strstr(err, "unfinished"), "message: %s", err);
+    CHECK_EQ_INT(scalar(m, "SELECT count(*) FROM images"), 0);
+    idx_close(m);
+}
+
 void
 test_idx(void)
 {
@@ -1008,4 +1088,5 @@ test_idx(void)
     test_roundtrip();
     test_stats();
     test_synth();
+    test_merge();
 }
