@@ -490,6 +490,7 @@ test_stats(void)
             for (int c = 0; c < NC; c++)
                 if (w[c] > 0)
                     h -= w[c] / tot * log(w[c] / tot + 1e-9);
+            h = MAX(h, 0);
         } else {
             n_neg++;
         }
