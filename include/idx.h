@@ -39,6 +39,26 @@
  * shows 0 on tokens where s was not among the top 32. Exact image-level
  * values live in image_latents; exact statistics come from the accumulator
  * (stats.h), never from blobs.
+ *
+ * Building an index (the protocol `patchsae index` follows; idx_synth does
+ * the same with random activations):
+ *   1. idx_open; idx_add_model / idx_add_sae / idx_add_dataset /
+ *      idx_add_classes (each finds the identical row on a rerun);
+ *      idx_add_statset per model.
+ *   2. Per model, idx_get_progress(model, dataset, sae, shard): if found,
+ *      stats_load its state and continue at image n_done of the shard; else
+ *      stats_init and start at 0.
+ *   3. Per batch: idx_begin; per image: idx_add_image (+ thumbnail),
+ *      idx_put_predictions, idx_blob_encode + idx_put_patches,
+ *      stats_add_image (m = 32) + idx_put_image_latents. At a checkpoint
+ *      (every ~1,000 images or ~60 s: a 49,152-latent snapshot is tens of MB
+ *      and ~0.5-2 s to save) stats_save + idx_put_progress(batch, n_done,
+ *      state) in the same transaction; idx_commit. Rows committed after the
+ *      last checkpoint are simply rewritten on resume (every put replaces),
+ *      so a SIGKILL at any moment + resume gives identical results.
+ *   4. At the end, in one transaction: stats_finalise, idx_put_progress with
+ *      done = 1 and the final state (what `merge` reads); then
+ *      idx_diff_compute(base, adapted, 50, 100).
  */
 #ifndef PS_IDX_H
 #define PS_IDX_H
