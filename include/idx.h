@@ -452,6 +452,8 @@ typedef struct IdxSynth {
     int thumb;                  /* thumbnail side in pixels (0 = none) */
     unsigned seed;
     int shard_i, shard_n;       /* only images with pos % shard_n == shard_i (0/1 = all) */
+    int checkpoint;             /* images per committed checkpoint (accumulator snapshot) */
+    int resume;                 /* continue from the last checkpoint of an interrupted run */
 } IdxSynth;
 void idx_synth_init(IdxSynth *s); /* small defaults */
 /*
@@ -461,8 +463,11 @@ void idx_synth_init(IdxSynth *s); /* small defaults */
  * statistics computed with stats.h from the same random activations, and a
  * progress row per model holding the final accumulator snapshot (so shards
  * can be merged). An image's content depends only on (seed, pos), so shards
- * merged equal one build. Commits in batches of 500 images. progress (may
- * be NULL) is called every 1000 images.
+ * merged equal one build. Follows the build protocol above: a checkpoint
+ * (rows + snapshot, one transaction) every s->checkpoint images, and with
+ * s->resume it continues an interrupted run from its last checkpoint (a
+ * finished one is left as is). progress (may be NULL) is called after every
+ * image with (images of this shard done, images of this shard).
  */
 int idx_synth(Idx *ix, const IdxSynth *s, void (*progress)(int done, int total), char *err);
 
