@@ -579,6 +579,27 @@ test_stats(void)
     CHECK(all_shark);
     free(ls);
     CHECK_EQ_INT(idx_latents(ix, ss, 99, 0, NULL, 0, 0, &ls, &nls, NULL, err), PS_EUSAGE);
+    /* the cached list follows annotations (ours, then another connection's) */
+    idx_filter_init(&f);
+    f.search = "STRIPES";
+    CHECK_EQ_INT(idx_latents(ix, ss, IDX_SORT_FREQ, 1, &f, 0, 0, &ls, &nls, NULL, err), PS_OK);
+    CHECK_EQ_INT(nls, 0);
+    free(ls);
+    IdxStatset sv;
+    idx_statset(ix, ss, &sv, err);
+    CHECK_EQ_INT(idx_annotate(ix, sv.sae_id, 7, "zebra stripes", NULL, err), PS_OK);
+    CHECK_EQ_INT(idx_latents(ix, ss, IDX_SORT_FREQ, 1, &f, 0, 0, &ls, &nls, NULL, err), PS_OK);
+    CHECK(nls == 1 && ls[0].latent == 7 && !strcmp(ls[0].name, "zebra stripes"));
+    free(ls);
+    f.annotated = 1;
+    f.search = NULL;
+    const int32_t *ord;
+    int nord;
+    CHECK_EQ_INT(idx_latent_order(ix, ss, IDX_SORT_LATENT, 0, &f, &ord, &nord, err), PS_OK);
+    CHECK(nord == 1 && ord[0] == 7);
+    CHECK_EQ_INT(idx_unannotate(ix, sv.sae_id, 7, err), PS_OK);
+    CHECK_EQ_INT(idx_latent_order(ix, ss, IDX_SORT_LATENT, 0, &f, &ord, &nord, err), PS_OK);
+    CHECK_EQ_INT(nord, 0);
     CHECK_EQ_INT(idx_sort_parse("entropy"), IDX_SORT_ENTROPY);
     CHECK_EQ_INT(idx_sort_parse("nope"), -1);
     /* finalise twice replaces (no duplicate rows) */
@@ -1086,6 +1107,22 @@ test_merge(void)
     CHECK_EQ_INT(symdiff(ix, "SELECT i.pos, i.label, t.jpeg FROM %s.images i JOIN "
                              "%s.thumbnails t ON t.image_id = i.id"), 0);
     CHECK(scalar(ix, "SELECT count(*) FROM main.latent_labels") > 0);
+    /* a second connection's annotation shows in this one's cached latent list */
+    IdxStatset sv;
+    CHECK_EQ_INT(idx_find_statset(ix, NULL, NULL, &sv, err), PS_OK);
+    IdxFilter f;
+    idx_filter_init(&f);
+    f.annotated = 1;
+    const int32_t *ord;
+    int nord;
+    CHECK_EQ_INT(idx_latent_order(ix, sv.id, IDX_SORT_FREQ, 1, &f, &ord, &nord, err), PS_OK);
+    CHECK_EQ_INT(nord, 0);
+    Idx *other;
+    CHECK_EQ_INT(idx_open(&other, path[0], err), PS_OK);
+    CHECK_EQ_INT(idx_annotate(other, sv.sae_id, 3, "from elsewhere", NULL, err), PS_OK);
+    idx_close(other);
+    CHECK_EQ_INT(idx_latent_order(ix, sv.id, IDX_SORT_FREQ, 1, &f, &ord, &nord, err), PS_OK);
+    CHECK(nord == 1 && ord[0] == 3);
     idx_close(ix);
     /* an unfinished shard is refused */
     CHECK_EQ_INT(idx_open(&ix, path[1], err), PS_OK);
