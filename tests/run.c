@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -103,13 +104,18 @@ t_tmpdir(void)
     return tmpdir;
 }
 
+static const char *cur_suite = "none";
+
+/* Each suite gets its own sub-directory, so two suites may use the same names. */
 const char *
 t_tmp(const char *name)
 {
     static char bufs[8][4096];
     static int k;
     char *b = bufs[k++ & 7];
-    snprintf(b, 4096, "%s/%s", t_tmpdir(), name);
+    snprintf(b, 4096, "%s/%s", t_tmpdir(), cur_suite);
+    mkdir(b, 0700);
+    snprintf(b, 4096, "%s/%s/%s", t_tmpdir(), cur_suite, name);
     return b;
 }
 
@@ -146,6 +152,7 @@ main(int argc, char **argv)
         if (!want)
             continue;
         int f0 = t_fail, p0 = t_pass;
+        cur_suite = suites[i].name;
         suites[i].fn();
         fprintf(stderr, "  %-10s %d passed, %d failed\n", suites[i].name, t_pass - p0, t_fail - f0);
         ran++;
