@@ -77,7 +77,8 @@ t_data(const char *name)
     return buf;
 }
 
-static char tmpdir[256];
+static char tmpdir[256];          /* the run's root, removed at exit */
+static const char *cur_suite = "none";
 
 static void
 rm_tmpdir(void)
@@ -90,9 +91,11 @@ rm_tmpdir(void)
     }
 }
 
+/* Each suite gets its own sub-directory of the run's root, so suites cannot collide. */
 const char *
 t_tmpdir(void)
 {
+    static char dir[512];
     if (!tmpdir[0]) {
         snprintf(tmpdir, sizeof tmpdir, "/tmp/patchsae-test-XXXXXX");
         if (!mkdtemp(tmpdir)) {
@@ -101,21 +104,18 @@ t_tmpdir(void)
         }
         atexit(rm_tmpdir);
     }
-    return tmpdir;
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, cur_suite);
+    mkdir(dir, 0700);
+    return dir;
 }
 
-static const char *cur_suite = "none";
-
-/* Each suite gets its own sub-directory, so two suites may use the same names. */
 const char *
 t_tmp(const char *name)
 {
     static char bufs[8][4096];
     static int k;
     char *b = bufs[k++ & 7];
-    snprintf(b, 4096, "%s/%s", t_tmpdir(), cur_suite);
-    mkdir(b, 0700);
-    snprintf(b, 4096, "%s/%s/%s", t_tmpdir(), cur_suite, name);
+    snprintf(b, 4096, "%s/%s", t_tmpdir(), name);
     return b;
 }
 
