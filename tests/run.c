@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "test.h"
@@ -76,7 +77,8 @@ t_data(const char *name)
     return buf;
 }
 
-static char tmpdir[256];
+static char tmpdir[256];          /* the run's root, removed at exit */
+static const char *cur_suite = "none";
 
 static void
 rm_tmpdir(void)
@@ -89,9 +91,11 @@ rm_tmpdir(void)
     }
 }
 
+/* Each suite gets its own sub-directory of the run's root, so suites cannot collide. */
 const char *
 t_tmpdir(void)
 {
+    static char dir[512];
     if (!tmpdir[0]) {
         snprintf(tmpdir, sizeof tmpdir, "/tmp/patchsae-test-XXXXXX");
         if (!mkdtemp(tmpdir)) {
@@ -100,7 +104,9 @@ t_tmpdir(void)
         }
         atexit(rm_tmpdir);
     }
-    return tmpdir;
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, cur_suite);
+    mkdir(dir, 0700);
+    return dir;
 }
 
 const char *
@@ -146,6 +152,7 @@ main(int argc, char **argv)
         if (!want)
             continue;
         int f0 = t_fail, p0 = t_pass;
+        cur_suite = suites[i].name;
         suites[i].fn();
         fprintf(stderr, "  %-10s %d passed, %d failed\n", suites[i].name, t_pass - p0, t_fail - f0);
         ran++;

@@ -43,9 +43,9 @@ double t_maxabs(const float *got, const float *ref, size_t n);
 
 /* Path of a committed fixture: tests/data/NAME (static buffer, valid until the next call). */
 const char *t_data(const char *name);
-/* A fresh scratch directory for this run (created once, removed at exit unless PS_KEEP_TMP). */
+/* A fresh scratch directory for the running suite (removed at exit unless PS_KEEP_TMP). */
 const char *t_tmpdir(void);
-/* Path inside t_tmpdir() (static rotating buffers: valid for the next 8 calls). */
+/* Path inside t_tmpdir()/SUITE/ (static rotating buffers: valid for the next 8 calls). */
 const char *t_tmp(const char *name);
 /* Writes n bytes to path; returns 0 on success. */
 int t_write_file(const char *path, const void *data, size_t n);
