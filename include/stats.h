@@ -22,7 +22,8 @@
  *               then lower dataset position. Only images with value > 0.
  *   entropy     over the top images by a(i,s): p_c = sum of values with label
  *               c / sum of labelled values, H = -sum p_c ln(p_c + 1e-9);
- *               -1 if fewer than k labelled top images; NULL if dead.
+ *               -1 if fewer than k labelled top images; NULL if dead; the
+ *               -1e-9 the formula gives for a single class is stored as 0.
  *   label_std   population std of the class indices of labelled top images.
  *   top_class   most frequent label among the top images (ties: larger value
  *               share, then lower class); top_share = its count / images kept.

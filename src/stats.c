@@ -642,7 +642,7 @@ stats_finalise(const Stats *st, Idx *ix, int64_t statset, char *err)
                 double h = 0;
                 for (int f = 0; f < nl; f++)
                     h -= lc[f].weight * log(lc[f].weight + 1e-9);
-                l.entropy = h;
+                l.entropy = h > 0 ? h : 0; /* one class: -1 * ln(1 + 1e-9) = -1e-9 -> 0 */
             }
             if (nlab > 0) {
                 double mu = lsum / nlab, var = lsq / nlab - mu * mu;
