@@ -288,12 +288,6 @@ cmd_index(int argc, char **argv)
     o.warn = warn;
     o.warn_ctx = &bar;
 
-    Build b;
-    int rc = build_open(&b, &o, err);
-    if (rc) {
-        fprintf(stderr, "patchsae index: %s\n", err);
-        return 2;
-    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -304,8 +298,19 @@ cmd_index(int argc, char **argv)
     sa.sa_handler = SIG_IGN;
     sigaction(SIGXFSZ, &sa, &old_xfsz);
     stop_sig = 0;
-
     int status = 0, done = 0;
+    Build b;
+    int rc = build_open(&b, &o, err);
+    if (rc) {
+        fprintf(stderr, "patchsae index: %s\n", err);
+        if (rc == PS_EDB)
+            fprintf(stderr, "patchsae index: could not write %s (disk full, file too large or "
+                    "read-only?); it is unchanged or holds its last commit: fix the problem and "
+                    "run again with --resume\n", o.out);
+        status = 2;
+        goto out;
+    }
+
     int64_t total = build_total(&b);
     if (b.n_resumed > 0 && b.n_resumed < total && !quiet)
         fprintf(stderr, "patchsae index: resuming %s after %lld of %lld images\n", o.out,
@@ -332,9 +337,10 @@ cmd_index(int argc, char **argv)
     bar_clear(&bar);
     if (rc) {
         fprintf(stderr, "patchsae index: %s\n", err);
-        fprintf(stderr, "patchsae index: %s holds the first %lld of %lld images of this run's "
-                "shard; fix the problem and continue with --resume\n", o.out,
-                (long long)b.n_committed, (long long)total);
+        fprintf(stderr, "patchsae index: %s%s holds the first %lld of %lld images of its "
+                "shard, consistent; fix the problem and continue with --resume\n",
+                rc == PS_EDB ? "could not write (disk full, file too large or read-only?); " : "",
+                o.out, (long long)b.n_committed, (long long)total);
         status = 2;
     } else if (done) {
         if (!quiet)
@@ -356,6 +362,7 @@ cmd_index(int argc, char **argv)
                 b.t_commit);
     }
     build_close(&b);
+out:
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGXFSZ, &old_xfsz, NULL);
