@@ -74,8 +74,8 @@ typedef struct BuildModel {
     char name[IDX_NAMELEN];
     int adapted;                /* 0: base CLIP; 1: MaPLe prompts on top of it */
     const char *path;           /* weights as given (base model or MaPLe checkpoint) */
-    const ClipPrompts *vis;     /* vision prompts (NULL for the base model) */
-    void *maple;                /* the MaPLe prompts (adapted models), owned */
+    struct Maple *maple;        /* the MaPLe prompts (adapted models), owned; NULL for the base */
+    char sha256[65];            /* of the weights file (the checkpoint for MaPLe) */
     int n_tok;                  /* T = 1 + G*G (+ n_ctx) */
     float *cls_w;               /* (C, E) zero-shot classifier, L2-normalised rows (ensemble: mean) */
     Stats st;                   /* accumulator over this shard */
@@ -112,7 +112,8 @@ typedef struct Build {
     float *embeds;              /* (B, E) */
     float *logits;              /* (B, C) */
     uint8_t *blob;              /* idx_blob_bound(T, k_blob, d_sae) */
-    int *pos;                   /* (B) dataset positions of the batch's images */
+    int *pos;                   /* (B) dataset positions of the batch's loaded images */
+    int *slot;                  /* (B) their slots in the batch */
     int64_t *image_id;          /* (B) */
     size_t big_n;               /* bytes behind pixels..embeds (one ps_big_alloc) */
     /* seconds spent, this run */

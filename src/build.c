@@ -23,6 +23,14 @@
  * of a 49,152-latent accumulator is tens of MB before zlib), so crash safety
  * costs under ~10 % of the time; results do not depend on where chunks end.
  *
+ * Batches are blocks of the whole dataset: batch k holds items [kB, kB+B),
+ * one slot each, whatever the shard; slots of items outside the shard or
+ * unreadable are zero images, computed and not stored. BLAS rounding
+ * depends on a row's place in a GEMM, so this makes every number a function
+ * of (dataset, models, B) alone: shards merged, resumed builds and builds
+ * with skipped images give bit-identical rows and statistics. It costs at
+ * most B-1 wasted images at each end of a shard.
+ *
  * Buffers are allocated once in build_open (pixels, residual stream and
  * embeddings in one ps_big_alloc; the SAE's dense block in SaeWork; the CSR
  * arrays grow once and are reused).
@@ -41,6 +49,7 @@
 #include <jansson.h>
 
 #include "img.h"
+#include "maple.h"
 #include "ps.h"
 #include "sha256.h"
 #include "ten.h"
@@ -93,7 +102,10 @@ build_total(const Build *b)
 static int
 model_encode(Build *b, BuildModel *m, const float *pixels, int N, char *err)
 {
-    return clip_encode_image_ex(&b->clip, pixels, N, m->vis, b->layer, b->resid, b->embeds, err);
+    if (m->maple)
+        return maple_encode_image(m->maple, &b->clip, pixels, N, b->layer, b->resid, b->embeds,
+                                  err);
+    return clip_encode_image(&b->clip, pixels, N, b->layer, b->resid, b->embeds, err);
 }
 
 /* m->cls_w (C, E): the zero-shot classifier over the dataset's class names. */
@@ -104,6 +116,8 @@ model_classifier(Build *b, BuildModel *m, char *err)
     m->cls_w = xmalloc((size_t)MAX(b->C, 1) * b->E * sizeof *m->cls_w);
     if (b->C == 0)
         return PS_OK;
+    if (m->maple) /* its learned prompts: "X X {name}." with ctx in place of the X */
+        return maple_encode_classes(m->maple, &b->clip, names, b->C, NULL, m->cls_w, err);
     if (b->opt.ensemble)
         return clip_zeroshot_weights(&b->clip, names, b->C, clip_imagenet_templates,
                                      CLIP_N_TEMPLATES, 0, m->cls_w, err);
@@ -124,6 +138,10 @@ model_classifier(Build *b, BuildModel *m, char *err)
 static void
 model_free(BuildModel *m)
 {
+    if (m->maple) {
+        maple_free(m->maple);
+        free(m->maple);
+    }
     free(m->cls_w);
     stats_free(&m->st);
     memset(m, 0, sizeof *m);
@@ -224,9 +242,35 @@ load_inputs(Build *b, char *err)
     if (b->layer >= L)
         return ps_seterr(err, PS_EUSAGE, "--layer %d: model %s has %d layers (0..%d)", b->layer,
                          o->model, L, L - 1);
-    if (o->n_maple > 0)
-        return ps_seterr(err, PS_EUSAGE, "--maple %s: MaPLe models are not available in this "
-                         "build yet", o->maple[0]);
+    /* the models: base, then one per MaPLe checkpoint on top of it */
+    BuildModel *m0 = &b->models[0];
+    snprintf(m0->name, sizeof m0->name, "%s", o->name ? o->name : "clip");
+    m0->path = o->model;
+    m0->n_tok = g->n_tok;
+    b->n_models = 1;
+    for (int i = 0; i < o->n_maple; i++) {
+        BuildModel *m = &b->models[b->n_models];
+        Maple *mp = xcalloc(1, sizeof *mp);
+        if ((rc = maple_load(mp, o->maple[i], &b->clip, err))) {
+            free(mp);
+            return rc;
+        }
+        m->maple = mp;
+        m->adapted = 1;
+        m->path = o->maple[i];
+        m->n_tok = g->n_tok + mp->n_ctx;
+        if (o->maple_name[i])
+            snprintf(m->name, sizeof m->name, "%s", o->maple_name[i]);
+        else if (i == 0)
+            snprintf(m->name, sizeof m->name, "maple");
+        else
+            snprintf(m->name, sizeof m->name, "maple-%d", i + 1);
+        b->n_models++;
+        for (int j = 0; j < b->n_models - 1; j++)
+            if (!strcmp(b->models[j].name, m->name))
+                return ps_seterr(err, PS_EUSAGE, "two models named '%s': give --maple-name",
+                                 m->name);
+    }
     return PS_OK;
 }
 
@@ -254,6 +298,7 @@ alloc_buffers(Build *b, char *err)
     b->crop = xmalloc(S * S * 3);
     b->blob = xmalloc(idx_blob_bound(1 + b->G * b->G, b->opt.k_blob, b->sae.d_sae));
     b->pos = xmalloc(B * sizeof *b->pos);
+    b->slot = xmalloc(B * sizeof *b->slot);
     b->image_id = xmalloc(B * sizeof *b->image_id);
     int rc = sae_work_init(&b->work, &b->sae, err);
     if (!rc)
@@ -297,16 +342,25 @@ register_all(Build *b, char *err)
             json_object_set_new(x, "tokenizer", json_string(b->clip.tok_path));
         json_object_set_new(x, "image_size", json_integer(b->S));
         json_object_set_new(x, "grid", json_integer(b->G));
-        json_object_set_new(x, "prompts",
-                            json_string(o->ensemble ? "imagenet-80" : clip_photo_template));
-        if (m->adapted)
+        if (m->maple) {
+            const Maple *mp = m->maple;
             json_object_set_new(x, "base", json_string(b->models[0].name));
+            json_object_set_new(x, "base_sha256", json_string(b->models[0].sha256));
+            json_object_set_new(x, "n_ctx", json_integer(mp->n_ctx));
+            json_object_set_new(x, "depth", json_integer(mp->depth));
+            json_object_set_new(x, "epoch", json_integer(mp->epoch));
+            json_object_set_new(x, "prompts", json_string("maple"));
+        } else {
+            json_object_set_new(x, "prompts",
+                                json_string(o->ensemble ? "imagenet-80" : clip_photo_template));
+        }
         char *ex = json_extra(x);
         snprintf(r.extra, sizeof r.extra, "%s", ex ? ex : "");
         free(ex);
         if (!rc)
             rc = idx_add_model(ix, &r, err);
         m->id = r.id;
+        snprintf(m->sha256, sizeof m->sha256, "%s", r.sha256);
     }
     IdxSae a;
     memset(&a, 0, sizeof a);
@@ -483,11 +537,6 @@ build_open(Build *b, const BuildOptions *o, char *err)
     int rc = load_inputs(b, err);
     if (rc)
         goto fail;
-    BuildModel *m0 = &b->models[0];
-    snprintf(m0->name, sizeof m0->name, "%s", op->name ? op->name : "clip");
-    m0->path = op->model;
-    m0->n_tok = b->clip.cfg.n_tok;
-    b->n_models = 1;
     if ((rc = alloc_buffers(b, err)))
         goto fail;
     data_shard_range(b->ds.n, op->shard_i, op->shard_n, &b->begin, &b->end);
@@ -574,27 +623,29 @@ top5(const float *p, int C, int *cls, float *prob)
     return n;
 }
 
+/* Runs the ns slots of the batch through model m; stores the nb loaded images' rows. */
 static int
-run_model(Build *b, BuildModel *m, int nb, char *err)
+run_model(Build *b, BuildModel *m, int ns, int nb, char *err)
 {
     double t0 = ps_now();
-    int rc = model_encode(b, m, b->pixels, nb, err);
+    int rc = model_encode(b, m, b->pixels, ns, err);
     double t1 = ps_now();
     b->t_clip += t1 - t0;
     if (!rc)
-        rc = sae_encode_sparse(&b->sae, b->resid, nb * m->n_tok, &b->sp, &b->work, err);
+        rc = sae_encode_sparse(&b->sae, b->resid, ns * m->n_tok, &b->sp, &b->work, err);
     double t2 = ps_now();
     b->t_sae += t2 - t1;
     if (rc)
         return rc;
     if (b->C > 0) {
-        clip_logits(&b->clip, b->embeds, nb, m->cls_w, b->C, b->logits);
-        ten_softmax(b->logits, nb, b->C);
+        clip_logits(&b->clip, b->embeds, ns, m->cls_w, b->C, b->logits);
+        ten_softmax(b->logits, ns, b->C);
     }
     const int T = m->n_tok, Tb = 1 + b->G * b->G;
     for (int j = 0; j < nb && !rc; j++) {
         double ta = ps_now();
-        const int64_t *rp = b->sp.rowptr + (size_t)j * T;
+        const int sl = b->slot[j];
+        const int64_t *rp = b->sp.rowptr + (size_t)sl * T;
         const int32_t *ix = b->sp.idx + rp[0];
         const float *v = b->sp.val + rp[0];
         IdxAct top[BUILD_IMAGE_TOP];
@@ -613,7 +664,7 @@ run_model(Build *b, BuildModel *m, int nb, char *err)
         if (!rc && b->C > 0) {
             int cls[5];
             float prob[5];
-            int n = top5(b->logits + (size_t)j * b->C, b->C, cls, prob);
+            int n = top5(b->logits + (size_t)sl * b->C, b->C, cls, prob);
             rc = idx_put_predictions(b->ix, b->image_id[j], m->id, n, cls, prob, err);
         }
         b->t_db += ps_now() - tb;
@@ -674,15 +725,17 @@ build_step(Build *b, int *done, char *err)
             return rc;
         b->in_txn = 1;
     }
+    /* the batch is block k of the dataset: slot j holds item k*B + j, whatever the shard */
     const size_t per = (size_t)3 * b->S * b->S;
+    const int first = b->begin + (int)b->n_done, k = first / b->B;
+    const int s0 = k * b->B, ns = MIN(b->B, b->ds.n - s0), last = MIN(b->end, s0 + ns);
     int nb = 0;
-    while (nb < b->B && b->n_done < total) {
-        int i = b->begin + (int)b->n_done;
+    for (int i = first; i < last; i++) {
         unsigned char *jpg = NULL;
         size_t jn = 0;
         char e2[PS_ERRLEN];
         double t0 = ps_now();
-        int r = load_item(b, i, b->pixels + (size_t)nb * per, &jpg, &jn, e2);
+        int r = load_item(b, i, b->pixels + (size_t)(i - s0) * per, &jpg, &jn, e2);
         double t1 = ps_now();
         b->t_decode += t1 - t0;
         b->n_done++;
@@ -694,6 +747,7 @@ build_step(Build *b, int *done, char *err)
                 b->opt.warn(b->opt.warn_ctx, msg);
             }
             free(jpg);
+            memset(b->pixels + (size_t)(i - s0) * per, 0, per * sizeof(float));
             continue;
         }
         IdxImage im;
@@ -710,11 +764,17 @@ build_step(Build *b, int *done, char *err)
         if (rc)
             return rc;
         b->pos[nb] = i;
+        b->slot[nb] = i - s0;
         b->image_id[nb] = im.id;
         nb++;
     }
+    /* slots of other shards (or unreadable) stay zero: computed, not stored */
+    for (int i = s0; i < first; i++)
+        memset(b->pixels + (size_t)(i - s0) * per, 0, per * sizeof(float));
+    for (int i = last; i < s0 + ns; i++)
+        memset(b->pixels + (size_t)(i - s0) * per, 0, per * sizeof(float));
     for (int i = 0; i < b->n_models && nb > 0 && !rc; i++)
-        rc = run_model(b, &b->models[i], nb, err);
+        rc = run_model(b, &b->models[i], ns, nb, err);
     if (rc)
         return rc;
     b->n_indexed += nb;
@@ -784,6 +844,7 @@ build_close(Build *b)
     free(b->crop);
     free(b->blob);
     free(b->pos);
+    free(b->slot);
     free(b->image_id);
     sae_sparse_free(&b->sp);
     sae_work_free(&b->work);

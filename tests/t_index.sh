@@ -29,7 +29,9 @@ SELECT 'P', i.pos, p.model_id, p.rank, p.class, p.prob FROM predictions p JOIN i
 SELECT 'I', i.pos, l.rank, l.latent, l.value FROM image_latents l JOIN images i ON i.id = l.image_id ORDER BY 2, 3;
 SELECT 'X', i.pos, hex(x.blob) FROM patches x JOIN images i ON i.id = x.image_id ORDER BY 2;
 SELECT 'J', i.pos, i.label, i.path, t.size, hex(t.jpeg) FROM images i JOIN thumbnails t ON t.image_id = i.id ORDER BY 2;
-SELECT 'S', n_images, final FROM statsets;" > "$2"
+SELECT 'S', n_images, final FROM statsets;
+SELECT 'G', base_id, adapted_id, class, grp, latent, base_rank, adapted_rank FROM diff_groups ORDER BY 2, 3, 4, 5, 6;
+SELECT 'M', name, kind, n_tokens, sha256 FROM models ORDER BY id;" > "$2"
 }
 
 # a two-class image folder
@@ -94,9 +96,9 @@ for i in $(seq 1 10); do
     for f in land port square; do printf '%s\tcat\n' "$PWD/$D/img_$f.png"; done
     for f in gray rgba big; do printf '%s\tdog\n' "$PWD/$D/img_$f.png"; done
 done > "$X/m.tsv"
-t_check "one build of 60" idx --data "$X/m.tsv" -o "$X/one.db" --batch 4
+t_check "one build of 60 (batches of 3: shard ends mid-batch)" idx --data "$X/m.tsv" -o "$X/one.db" --batch 3
 for i in 0 1 2; do
-    t_check "shard $i/3" idx --data "$X/m.tsv" -o "$X/s$i.db" --batch 4 --shard $i/3
+    t_check "shard $i/3" idx --data "$X/m.tsv" -o "$X/s$i.db" --batch 3 --shard $i/3
 done
 t_eq "shard 1/3 holds its 20 images" 20,39,20 "$X/s1.db" "SELECT min(pos) || ',' || max(pos) || ',' || count(*) FROM images"
 t_status "another shard into the same file is refused" 2 idx --data "$X/m.tsv" -o "$X/s1.db" --batch 4 --shard 2/3 --resume
@@ -104,6 +106,27 @@ t_check "merge the shards" $PS merge --quiet "$X/merged.db" "$X/s0.db" "$X/s1.db
 dump "$X/one.db" "$X/one.txt"
 dump "$X/merged.db" "$X/merged.txt"
 t_check "merged shards equal one build" cmp "$X/one.txt" "$X/merged.txt"
+
+# base + MaPLe: two models, T = 17 + 2, diff groups; shards merged equal one build
+MP="$D/maple/model.pth.tar-5"
+awk -F'\t' '{ printf "%s\t%d\n", $1, (NR - 1) % 4 }' "$X/m.tsv" > "$X/m4.tsv"
+MA="--maple $MP --classes $D/maple/classes.txt --batch 4"
+t_check "base + MaPLe build" idx --data "$X/m4.tsv" -o "$X/mp.db" $MA
+t_eq "  two models, 19 tokens with MaPLe" "clip|base|17
+maple|adapted|19" "$X/mp.db" "SELECT name, kind, n_tokens FROM models ORDER BY id"
+t_eq "  MaPLe checkpoint's sha256" "$(sha256sum $MP | cut -c1-64)" "$X/mp.db" "SELECT sha256 FROM models WHERE kind = 'adapted'"
+t_eq "  predictions of both" "480" "$X/mp.db" "SELECT count(*) FROM predictions"
+t_eq "  blobs of both" "120" "$X/mp.db" "SELECT count(*) FROM patches"
+t_eq "  two final statsets" "2" "$X/mp.db" "SELECT sum(final) FROM statsets"
+t_check "  diff groups computed" sh -c "[ \$(sqlite3 '$X/mp.db' 'SELECT count(*) FROM diff_groups') -gt 0 ]"
+t_status "  a name clash is refused" 2 idx --data "$X/m4.tsv" -o "$X/mpx.db" $MA --maple-name clip
+for i in 0 1; do
+    t_check "  MaPLe shard $i/2" idx --data "$X/m4.tsv" -o "$X/mp$i.db" $MA --shard $i/2 --dataset-name m4
+done
+t_check "  merge" $PS merge --quiet "$X/mpm.db" "$X/mp0.db" "$X/mp1.db"
+dump "$X/mp.db" "$X/mp.txt"
+dump "$X/mpm.db" "$X/mpm.txt"
+t_check "  merged shards equal one build" cmp "$X/mp.txt" "$X/mpm.txt"
 
 # kill -9 in the middle, then --resume: the same index as an uninterrupted build
 for i in $(seq 1 50); do cat "$X/m.tsv"; done > "$X/k.tsv"

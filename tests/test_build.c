@@ -312,9 +312,11 @@ test_resume_and_shards(void)
     char err[PS_ERRLEN] = "";
     BuildOptions o;
     opts(&o, data, full);
+    o.batch = 5; /* shards of 8 end mid-batch */
     CHECK_MSG(run_all(&o, err) == PS_OK, "%s", err);
 
     opts(&o, data, part);
+    o.batch = 5;
     Build b;
     int done = 0;
     CHECK_EQ_INT(build_open(&b, &o, err), PS_OK);
@@ -325,12 +327,12 @@ test_resume_and_shards(void)
     b.opt.checkpoint = 1e9;
     for (int i = 0; i < 2; i++)
         CHECK_EQ_INT(build_step(&b, &done, err), PS_OK); /* open, rolled back by close */
-    CHECK_EQ_INT(b.n_committed, 8);
-    CHECK_EQ_INT(b.n_done, 16);
+    CHECK_EQ_INT(b.n_committed, 10);
+    CHECK_EQ_INT(b.n_done, 20);
     build_close(&b);
     o.resume = 1;
     CHECK_EQ_INT(build_open(&b, &o, err), PS_OK);
-    CHECK_EQ_INT(b.n_resumed, 8);
+    CHECK_EQ_INT(b.n_resumed, 10);
     CHECK_EQ_INT(b.chunk, 2);
     while (!done && build_step(&b, &done, err) == PS_OK)
         ;
@@ -345,7 +347,7 @@ test_resume_and_shards(void)
     CHECK_EQ_INT(n, 12);
     idx_close(ix);
 
-    /* three shards (boundaries on batch multiples: 8, 16) merged */
+    /* three shards (boundaries 8 and 16, inside batches of 5) merged */
     char sh[3][512], merged[512];
     const char *list[3];
     for (int i = 0; i < 3; i++) {
@@ -356,6 +358,7 @@ test_resume_and_shards(void)
         opts(&o, data, sh[i]);
         o.shard_i = i;
         o.shard_n = 3;
+        o.batch = 5;
         CHECK_MSG(run_all(&o, err) == PS_OK, "%s", err);
     }
     uint8_t *x;
@@ -432,6 +435,151 @@ test_refusals(void)
     build_close(&b);
 }
 
+/* A MaPLe model next to the base: its predictions and image latents against `embed --maple`. */
+static void
+test_maple(void)
+{
+    const char *man = make_manifest("mp.tsv", 6);
+    char data[512], out[512], emb[512], ckpt[512], classes[512], lab[512];
+    snprintf(ckpt, sizeof ckpt, "%s", t_data("clip_tiny/maple/model.pth.tar-5"));
+    snprintf(classes, sizeof classes, "%s", t_data("clip_tiny/maple/classes.txt"));
+    /* integer labels 0..3 index the checkpoint's four class names */
+    snprintf(lab, sizeof lab, "%s", t_tmp("mp4.tsv"));
+    FILE *in = fopen(man, "r"), *o4 = fopen(lab, "w");
+    PS_ASSERT(in && o4);
+    char line[600];
+    char paths[6][600];
+    for (int i = 0; i < 6 && fgets(line, sizeof line, in); i++) {
+        *strchr(line, '\t') = 0;
+        snprintf(paths[i], sizeof paths[i], "%s", line);
+        fprintf(o4, "%s\t%d\n", line, i % 4);
+    }
+    fclose(in);
+    fclose(o4);
+    snprintf(data, sizeof data, "%s", lab);
+    snprintf(out, sizeof out, "%s", t_tmp("mp.db"));
+    snprintf(emb, sizeof emb, "%s", t_tmp("mp.safetensors"));
+    BuildOptions o;
+    opts(&o, data, out);
+    o.classes = classes;
+    o.maple[0] = ckpt;
+    o.n_maple = 1;
+    char err[PS_ERRLEN] = "";
+    CHECK_MSG(run_all(&o, err) == PS_OK, "maple build: %s", err);
+    char *argv[] = { "embed", "--model", (char *)o.model, "--tokenizer", TOK, "--quiet",
+                     "--maple", ckpt, "--classes", classes, "-o", emb, paths[0], paths[1],
+                     paths[2], paths[3], paths[4], paths[5], NULL };
+    CHECK_EQ_INT(cmd_embed((int)LEN(argv) - 1, argv), 0);
+    StFile *f;
+    const float *logits = NULL, *resid = NULL;
+    int64_t ls[2] = { 6, 4 }, rs[3] = { 6, 19, 32 };
+    if (st_open(&f, emb, err) != PS_OK) {
+        CHECK_MSG(0, "%s", err);
+        return;
+    }
+    CHECK(st_get_f32(f, "logits", 2, ls, &logits, NULL) == PS_OK);
+    CHECK(st_get_f32(f, "resid", 3, rs, &resid, NULL) == PS_OK);
+    Idx *ix;
+    PS_ASSERT(idx_open_readonly(&ix, out, NULL) == PS_OK);
+    IdxModel m;
+    IdxSae a;
+    CHECK(idx_find_model(ix, "maple", &m, NULL) == PS_OK);
+    CHECK_STR(m.kind, "adapted");
+    CHECK_EQ_INT(m.n_tokens, 19);
+    CHECK(strstr(m.extra, "\"n_ctx\":2") != NULL);
+    CHECK(idx_find_sae(ix, NULL, &a, NULL) == PS_OK);
+    Sae sae;
+    SaeWork w;
+    SaeSparse sp = { 0 };
+    PS_ASSERT(sae_load(&sae, o.sae, NULL) == PS_OK && sae_work_init(&w, &sae, NULL) == PS_OK);
+    for (int i = 0; i < 6 && logits && resid; i++) {
+        int64_t id = -1;
+        CHECK(idx_image_at(ix, 1, i, &id, NULL) == PS_OK);
+        IdxPred p[5];
+        int n = 0;
+        CHECK(idx_predictions(ix, id, m.id, p, 5, &n, NULL) == PS_OK);
+        CHECK_EQ_INT(n, 4);
+        int arg = 0;
+        for (int c = 1; c < 4; c++)
+            arg = logits[4 * i + c] > logits[4 * i + arg] ? c : arg;
+        CHECK_EQ_INT(p[0].cls, arg);
+        /* image-level activation = mean over all 19 tokens, the 2 prompt tokens included */
+        PS_ASSERT(sae_encode_sparse(&sae, resid + (size_t)i * 19 * 32, 19, &sp, &w, NULL) == 0);
+        float mean[96] = { 0 };
+        for (int t = 0; t < 19; t++)
+            for (int64_t k = sp.rowptr[t]; k < sp.rowptr[t + 1]; k++)
+                mean[sp.idx[k]] += sp.val[k] / 19;
+        IdxAct top[32];
+        CHECK(idx_image_latents(ix, id, m.id, a.id, top, 32, &n, NULL) == PS_OK);
+        for (int j = 0; j < n; j++)
+            CHECK_NEAR(top[j].value, mean[top[j].latent], 1e-4);
+        /* the patch blob holds CLS and the 16 patches only */
+        float map[32];
+        int nt = 0;
+        CHECK(idx_latent_map(ix, id, m.id, a.id, top[0].latent, map, 32, &nt, NULL) == PS_OK);
+        CHECK_EQ_INT(nt, 17);
+    }
+    sae_sparse_free(&sp);
+    sae_work_free(&w);
+    sae_free(&sae);
+    IdxStatset *ss;
+    int nss = 0;
+    CHECK(idx_statsets(ix, &ss, &nss, NULL) == PS_OK);
+    CHECK_EQ_INT(nss, 2);
+    for (int i = 0; i < nss; i++)
+        CHECK(ss[i].final && ss[i].n_images == 6);
+    free(ss);
+    idx_close(ix);
+    st_close(f);
+}
+
+/* --ensemble: predictions follow `embed --ensemble` (80 templates, mean not renormalised). */
+static void
+test_ensemble(void)
+{
+    const char *dir = make_folder("dse");
+    char data[512], out[512], emb[512], classes[512], paths[6][600];
+    snprintf(data, sizeof data, "%s", dir);
+    snprintf(out, sizeof out, "%s", t_tmp("e.db"));
+    snprintf(emb, sizeof emb, "%s", t_tmp("e.safetensors"));
+    snprintf(classes, sizeof classes, "%s", t_tmp("classes.txt"));
+    PS_ASSERT(t_write_file(classes, "cat\ndog\n", 8) == 0);
+    BuildOptions o;
+    opts(&o, data, out);
+    o.ensemble = 1;
+    char err[PS_ERRLEN] = "";
+    CHECK_MSG(run_all(&o, err) == PS_OK, "build: %s", err);
+    for (int i = 0; i < 6; i++)
+        snprintf(paths[i], sizeof paths[i], "%s/%s/%s", dir, i < 3 ? "cat" : "dog", imgs[i]);
+    char *argv[] = { "embed", "--model", (char *)o.model, "--tokenizer", TOK, "--quiet",
+                     "--classes", classes, "--ensemble", "-o", emb, paths[0], paths[1], paths[2],
+                     paths[3], paths[4], paths[5], NULL };
+    CHECK_EQ_INT(cmd_embed((int)LEN(argv) - 1, argv), 0);
+    StFile *f;
+    const float *logits = NULL;
+    int64_t ls[2] = { 6, 2 };
+    PS_ASSERT(st_open(&f, emb, NULL) == PS_OK);
+    CHECK(st_get_f32(f, "logits", 2, ls, &logits, NULL) == PS_OK);
+    Idx *ix;
+    PS_ASSERT(idx_open_readonly(&ix, out, NULL) == PS_OK);
+    IdxModel m;
+    CHECK(idx_find_model(ix, "clip", &m, NULL) == PS_OK);
+    CHECK(strstr(m.extra, "imagenet-80") != NULL);
+    for (int i = 0; i < 6 && logits; i++) {
+        int64_t id;
+        IdxPred p[5];
+        int n = 0;
+        CHECK(idx_image_at(ix, 1, i, &id, NULL) == PS_OK);
+        CHECK(idx_predictions(ix, id, m.id, p, 5, &n, NULL) == PS_OK);
+        const float *l = logits + 2 * i;
+        int arg = l[1] > l[0];
+        CHECK_EQ_INT(p[0].cls, arg);
+        CHECK_NEAR(p[0].prob, 1 / (1 + exp((double)l[1 - arg] - l[arg])), 1e-4);
+    }
+    idx_close(ix);
+    st_close(f);
+}
+
 void
 test_build(void)
 {
@@ -449,4 +597,6 @@ test_build(void)
     test_predictions_and_rows();
     test_resume_and_shards();
     test_refusals();
+    test_maple();
+    test_ensemble();
 }
