@@ -117,7 +117,8 @@ typedef struct Build {
     int64_t *image_id;          /* (B) */
     size_t big_n;               /* bytes behind pixels..embeds (one ps_big_alloc) */
     /* seconds spent, this run */
-    double t_decode, t_clip, t_sae, t_stats, t_db, t_commit;
+    double t_decode, t_clip, t_sae, t_stats, t_db, t_commit, t_finish;
+    int n_commits;              /* commits this run */
 } Build;
 
 void build_options_init(BuildOptions *o);

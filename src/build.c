@@ -701,6 +701,7 @@ build_commit(Build *b, char *err)
     if (rc)
         return rc;
     b->in_txn = 0;
+    b->n_commits++;
     b->chunk++;
     b->n_committed = b->n_done;
     double t1 = ps_now();
@@ -803,6 +804,7 @@ build_finish(Build *b, char *err)
     }
     if (rc || all_done)
         return rc;
+    double t0 = ps_now();
     if ((rc = idx_begin(b->ix, err)))
         return rc;
     for (int i = 0; i < b->n_models && !rc; i++) {
@@ -824,6 +826,7 @@ build_finish(Build *b, char *err)
         rc = idx_commit(b->ix, err);
     else
         idx_rollback(b->ix);
+    b->t_finish += ps_now() - t0;
     return rc;
 }
 

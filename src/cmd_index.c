@@ -328,9 +328,7 @@ cmd_index(int argc, char **argv)
     }
     if (!rc && done) {
         bar_draw(&bar, &b, 1);
-        double t = ps_now();
         rc = build_finish(&b, err);
-        b.t_commit += ps_now() - t;
     } else if (!rc) {
         rc = build_commit(&b, err);
         bar_clear(&bar);
@@ -363,9 +361,9 @@ cmd_index(int argc, char **argv)
         double all = ps_now() - bar.t0;
         fprintf(stderr,
                 "timings: images %lld, %.3f s: decode %.3f, clip %.3f, sae %.3f, stats+blobs "
-                "%.3f, sqlite rows %.3f, commits+finalise %.3f\n",
+                "%.3f, sqlite rows %.3f, commits %.3f (%d), finalise %.3f\n",
                 (long long)b.n_indexed, all, b.t_decode, b.t_clip, b.t_sae, b.t_stats, b.t_db,
-                b.t_commit);
+                b.t_commit, b.n_commits, b.t_finish);
     }
     build_close(&b);
 out:
