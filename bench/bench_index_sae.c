@@ -5,10 +5,10 @@
  * (PatchSAE's block_layer). W_dec rows are random unit vectors and W_enc =
  * W_dec^T (SAELens's initialisation); b_dec is the mean residual stream of a
  * few Fashion-MNIST images at the hook layer, and b_enc puts each latent's
- * threshold at the z-score where a Gaussian fires with probability L0 / S,
- * with pre-activations rescaled to unit variance, so a token has about L0
- * active latents, as a trained PatchSAE (L0 ~ 150 of 49,152). Also prints
- * the OpenBLAS core in use.
+ * threshold where it fires on a share L0 / S of those images' tokens (its
+ * largest value there scaled to about 1), so a token has about L0 active
+ * latents, as a trained PatchSAE (L0 ~ 150 of 49,152). Also prints the
+ * OpenBLAS core in use.
  *   bench_index_sae MODEL S L0 OUT.safetensors
  */
 #include <math.h>
@@ -52,7 +52,7 @@ main(int argc, char **argv)
         return 2;
     }
     const ClipConfig *g = &c.cfg;
-    int D = g->vision.width, T = g->n_tok, N = 2, L = g->vision.layers;
+    int D = g->vision.width, T = g->n_tok, N = 4, L = g->vision.layers;
     size_t px = (size_t)3 * g->image_size * g->image_size;
     float *pix = malloc(N * px * sizeof *pix), *x = malloc((size_t)N * T * D * sizeof *x);
     ImgPrep ip = { g->resize, g->crop_h, { g->mean[0], g->mean[1], g->mean[2] },
@@ -103,24 +103,31 @@ main(int argc, char **argv)
     float *pre = malloc((size_t)M * S * sizeof *pre);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, S, D, 1, x, D, s.W_enc, S, 0, pre,
                 S);
-    /* z with P(N(0,1) > z) = l0 / S, by bisection on erfc */
-    double lo = 0, hi = 10, p = l0 / S;
-    for (int i = 0; i < 100; i++) {
-        double z = (lo + hi) / 2;
-        if (0.5 * erfc(z / sqrt(2)) > p)
-            lo = z;
-        else
-            hi = z;
-    }
-    for (int k = 0; k < S; k++) {
-        double v = 0;
-        for (int t = 0; t < M; t++)
-            v += (double)pre[(size_t)t * S + k] * pre[(size_t)t * S + k];
-        float sd = (float)sqrt(v / M + 1e-12);
+    /* each latent fires on its k = L0/S share of the calibration tokens: the threshold is
+     * its k-th largest pre-activation (selection by a partial insertion sort of k + 1) */
+    int k = (int)(l0 / S * M + 0.5);
+    k = k < 1 ? 1 : k;
+    float *best = malloc((size_t)(k + 1) * sizeof *best);
+    for (int j = 0; j < S; j++) {
+        int nb = 0;
+        for (int t = 0; t < M; t++) {
+            float v = pre[(size_t)t * S + j];
+            if (nb == k + 1 && v <= best[nb - 1])
+                continue;
+            int q = nb < k + 1 ? nb++ : nb - 1;
+            while (q > 0 && best[q - 1] < v) {
+                best[q] = best[q - 1];
+                q--;
+            }
+            best[q] = v;
+        }
+        /* between the k-th and the (k+1)-th largest; scaled so the k-th is about 1 */
+        float thr = 0.5f * (best[k - 1] + best[k]), scale = best[0] > thr ? best[0] - thr : 1;
         for (int d = 0; d < D; d++)
-            s.W_enc[(size_t)d * S + k] /= sd;
-        s.b_enc[k] = (float)-lo;
+            s.W_enc[(size_t)d * S + j] /= scale;
+        s.b_enc[j] = -thr / scale;
     }
+    free(best);
     if (sae_save(&s, argv[4], err)) {
         fprintf(stderr, "bench_index_sae: %s\n", err);
         return 2;
