@@ -175,12 +175,12 @@ check_same_snapshot(const char *a, const char *b, int exact, const char *what)
 static void
 test_predictions_and_rows(void)
 {
-    const char *dir = make_folder("ds");
+    const char *dir = make_folder("build-ds");
     char data[512], out[512], emb[512], classes[512], paths[6][600];
     snprintf(data, sizeof data, "%s", dir);
-    snprintf(out, sizeof out, "%s", t_tmp("a.db"));
-    snprintf(emb, sizeof emb, "%s", t_tmp("a.safetensors"));
-    snprintf(classes, sizeof classes, "%s", t_tmp("classes.txt"));
+    snprintf(out, sizeof out, "%s", t_tmp("build-a.db"));
+    snprintf(emb, sizeof emb, "%s", t_tmp("build-a.safetensors"));
+    snprintf(classes, sizeof classes, "%s", t_tmp("build-classes.txt"));
     PS_ASSERT(t_write_file(classes, "cat\ndog\n", 8) == 0);
     BuildOptions o;
     opts(&o, data, out);
@@ -205,7 +205,7 @@ test_predictions_and_rows(void)
     IdxDataset d;
     IdxSae a;
     CHECK(idx_find_model(ix, "clip", &m, NULL) == PS_OK);
-    CHECK(idx_find_dataset(ix, "ds", &d, NULL) == PS_OK);
+    CHECK(idx_find_dataset(ix, "build-ds", &d, NULL) == PS_OK);
     CHECK(idx_find_sae(ix, NULL, &a, NULL) == PS_OK);
     CHECK_EQ_INT(m.hook_layer, 2);
     CHECK_EQ_INT(m.n_tokens, 17);
@@ -281,7 +281,7 @@ test_predictions_and_rows(void)
     sae_free(&sae);
     char v[64];
     CHECK(idx_get_meta(ix, "k_per_token", v, sizeof v, NULL) == PS_OK && !strcmp(v, "32"));
-    CHECK(idx_get_meta(ix, "skipped:ds:0/1", v, sizeof v, NULL) == PS_OK && !strcmp(v, "0"));
+    CHECK(idx_get_meta(ix, "skipped:build-ds:0/1", v, sizeof v, NULL) == PS_OK && !strcmp(v, "0"));
     idx_close(ix);
     st_close(f);
 
@@ -304,11 +304,11 @@ test_predictions_and_rows(void)
 static void
 test_resume_and_shards(void)
 {
-    const char *man = make_manifest("m.tsv", 24);
+    const char *man = make_manifest("build-m.tsv", 24);
     char data[512], full[512], part[512];
     snprintf(data, sizeof data, "%s", man);
-    snprintf(full, sizeof full, "%s", t_tmp("full.db"));
-    snprintf(part, sizeof part, "%s", t_tmp("part.db"));
+    snprintf(full, sizeof full, "%s", t_tmp("build-full.db"));
+    snprintf(part, sizeof part, "%s", t_tmp("build-part.db"));
     char err[PS_ERRLEN] = "";
     BuildOptions o;
     opts(&o, data, full);
@@ -352,7 +352,7 @@ test_resume_and_shards(void)
     const char *list[3];
     for (int i = 0; i < 3; i++) {
         char name[32];
-        snprintf(name, sizeof name, "s%d.db", i);
+        snprintf(name, sizeof name, "build-s%d.db", i);
         snprintf(sh[i], sizeof sh[i], "%s", t_tmp(name));
         list[i] = sh[i];
         opts(&o, data, sh[i]);
@@ -371,7 +371,7 @@ test_resume_and_shards(void)
     o.resume = 1;
     CHECK_EQ_INT(build_open(&b, &o, err), PS_EREFUSED);
     CHECK(strstr(err, "merge") != NULL);
-    snprintf(merged, sizeof merged, "%s", t_tmp("merged.db"));
+    snprintf(merged, sizeof merged, "%s", t_tmp("build-merged.db"));
     PS_ASSERT(idx_open(&ix, merged, NULL) == PS_OK);
     CHECK_MSG(stats_merge_shards(ix, 3, list, err) == PS_OK, "%s", err);
     idx_close(ix);
@@ -382,10 +382,10 @@ test_resume_and_shards(void)
 static void
 test_refusals(void)
 {
-    const char *dir = make_folder("ds2");
+    const char *dir = make_folder("build-ds2");
     char data[512], out[512], sae_path[512];
     snprintf(data, sizeof data, "%s", dir);
-    snprintf(out, sizeof out, "%s", t_tmp("r.db"));
+    snprintf(out, sizeof out, "%s", t_tmp("build-r.db"));
     BuildOptions o;
     Build b;
     char err[PS_ERRLEN] = "";
@@ -397,7 +397,7 @@ test_refusals(void)
     Sae s;
     PS_ASSERT(sae_init(&s, 32, 8, NULL) == PS_OK);
     s.hook_layer = 7;
-    snprintf(sae_path, sizeof sae_path, "%s", t_tmp("l7.safetensors"));
+    snprintf(sae_path, sizeof sae_path, "%s", t_tmp("build-l7.safetensors"));
     PS_ASSERT(sae_save(&s, sae_path, NULL) == PS_OK);
     opts(&o, data, out);
     o.sae = sae_path;
@@ -439,12 +439,12 @@ test_refusals(void)
 static void
 test_maple(void)
 {
-    const char *man = make_manifest("mp.tsv", 6);
+    const char *man = make_manifest("build-mp.tsv", 6);
     char data[512], out[512], emb[512], ckpt[512], classes[512], lab[512];
     snprintf(ckpt, sizeof ckpt, "%s", t_data("clip_tiny/maple/model.pth.tar-5"));
     snprintf(classes, sizeof classes, "%s", t_data("clip_tiny/maple/classes.txt"));
     /* integer labels 0..3 index the checkpoint's four class names */
-    snprintf(lab, sizeof lab, "%s", t_tmp("mp4.tsv"));
+    snprintf(lab, sizeof lab, "%s", t_tmp("build-mp4.tsv"));
     FILE *in = fopen(man, "r"), *o4 = fopen(lab, "w");
     PS_ASSERT(in && o4);
     char line[600];
@@ -457,8 +457,8 @@ test_maple(void)
     fclose(in);
     fclose(o4);
     snprintf(data, sizeof data, "%s", lab);
-    snprintf(out, sizeof out, "%s", t_tmp("mp.db"));
-    snprintf(emb, sizeof emb, "%s", t_tmp("mp.safetensors"));
+    snprintf(out, sizeof out, "%s", t_tmp("build-mp.db"));
+    snprintf(emb, sizeof emb, "%s", t_tmp("build-mp.safetensors"));
     BuildOptions o;
     opts(&o, data, out);
     o.classes = classes;
@@ -537,12 +537,12 @@ test_maple(void)
 static void
 test_ensemble(void)
 {
-    const char *dir = make_folder("dse");
+    const char *dir = make_folder("build-dse");
     char data[512], out[512], emb[512], classes[512], paths[6][600];
     snprintf(data, sizeof data, "%s", dir);
-    snprintf(out, sizeof out, "%s", t_tmp("e.db"));
-    snprintf(emb, sizeof emb, "%s", t_tmp("e.safetensors"));
-    snprintf(classes, sizeof classes, "%s", t_tmp("classes.txt"));
+    snprintf(out, sizeof out, "%s", t_tmp("build-e.db"));
+    snprintf(emb, sizeof emb, "%s", t_tmp("build-e.safetensors"));
+    snprintf(classes, sizeof classes, "%s", t_tmp("build-classes.txt"));
     PS_ASSERT(t_write_file(classes, "cat\ndog\n", 8) == 0);
     BuildOptions o;
     opts(&o, data, out);
