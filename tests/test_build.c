@@ -148,8 +148,7 @@ check_same_snapshot(const char *a, const char *b, int exact, const char *what)
         bad |= memcmp(&p.cfg, &q.cfg, sizeof p.cfg) || p.n_images != q.n_images;
         StatsTop *tp = malloc((size_t)k * sizeof *tp), *tq = malloc((size_t)k * sizeof *tq);
         for (int s = 0; s < S && !bad; s++) {
-            bad |= p.n_active[s] != q.n_active[s] || p.sum_fx[s] != q.sum_fx[s] ||
-                   p.max_act[s] != q.max_act[s] || p.max_patch[s] != q.max_patch[s];
+            bad |= memcmp(&p.lat[s], &q.lat[s], sizeof p.lat[s]) != 0;
             for (int kind = 0; kind < 2; kind++) {
                 int np = stats_top(&p, kind, s, tp), nq = stats_top(&q, kind, s, tq);
                 bad |= np != nq || memcmp(tp, tq, (size_t)np * sizeof *tp);
