@@ -113,6 +113,8 @@ typedef struct Probe {
     float *embeds;              /* (E) */
     float *logits;              /* (C) */
     double *acc;                /* (S) image-level sums */
+    /* seconds: probe_open hashing, loading, class prompts; the last probe_image */
+    double t_hash, t_load, t_text, t_image;
 } Probe;
 
 /* One model's view of one image; every field matches an index row for it. */

@@ -56,12 +56,14 @@ const char cmd_probe_usage[] =
     "  --save-dataset NAME store them in dataset NAME instead\n"
     "  --json              one JSON object on stdout\n"
     "  --quiet             no warnings on stderr\n"
+    "  --timings           print where the time went on stderr (hashing, loading, class\n"
+    "                      prompts, each image)\n"
     "\n"
     "exit status: 0 all probed, 1 some images could not be read or saved, 2 usage, a\n"
     "missing or mismatching model (without --force), or a bad index\n";
 
 typedef struct Opts {
-    int json, save, quiet, patch_only, refs;
+    int json, save, quiet, patch_only, refs, timings;
     int row, col;               /* -1: no patch */
     float noise;
     const char *save_ds;
@@ -394,7 +396,7 @@ int
 cmd_probe(int argc, char **argv)
 {
     enum { O_PATCH = 256, O_PONLY, O_NOISE, O_NONOISE, O_REFS, O_DATASET, O_MODEL, O_TOK,
-           O_SAE, O_MAPLE, O_FORCE, O_SAVE, O_SAVEDS, O_JSON, O_QUIET, O_HELP };
+           O_SAE, O_MAPLE, O_FORCE, O_SAVE, O_SAVEDS, O_JSON, O_QUIET, O_TIMINGS, O_HELP };
     static const struct option lo[] = {
         { "patch", required_argument, NULL, O_PATCH },
         { "patch-only", no_argument, NULL, O_PONLY },
@@ -411,6 +413,7 @@ cmd_probe(int argc, char **argv)
         { "save-dataset", required_argument, NULL, O_SAVEDS },
         { "json", no_argument, NULL, O_JSON },
         { "quiet", no_argument, NULL, O_QUIET },
+        { "timings", no_argument, NULL, O_TIMINGS },
         { "help", no_argument, NULL, O_HELP },
         { NULL, 0, NULL, 0 },
     };
@@ -464,6 +467,7 @@ cmd_probe(int argc, char **argv)
         case O_JSON: o.json = 1; break;
         case 'q':
         case O_QUIET: o.quiet = 1; break;
+        case O_TIMINGS: o.timings = 1; break;
         case O_HELP: fputs(cmd_probe_usage, stdout); return 0;
         default: return 2;
         }
@@ -486,11 +490,15 @@ cmd_probe(int argc, char **argv)
         return 2;
     }
     Probe p;
+    double t0 = ps_now();
     if (probe_open(&p, ix, &po, err)) {
         fprintf(stderr, "patchsae probe: %s\n", err);
         idx_close(ix);
         return 2;
     }
+    if (o.timings)
+        fprintf(stderr, "timings: open %.3f s: sha256 %.3f s, loading %.3f s, class prompts %.3f s "
+                "(%d classes)\n", ps_now() - t0, p.t_hash, p.t_load, p.t_text, p.C);
     int patch = -1;
     if (o.row >= 0) {
         if (o.row >= p.G || o.col >= p.G) {
@@ -518,6 +526,8 @@ cmd_probe(int argc, char **argv)
             failed++;
             continue;
         }
+        if (o.timings)
+            fprintf(stderr, "timings: %s: %.3f s (%d models)\n", argv[i], p.t_image, p.n_models);
         int64_t saved = -1;
         if (o.save && probe_save(&p, &r, o.save_ds, &saved, err)) {
             fprintf(stderr, "patchsae probe: %s: not saved: %s\n", argv[i], err);

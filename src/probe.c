@@ -120,7 +120,7 @@ locate(const char *what, const char *override, const char *resolved, const char 
  * naming both, and PS_EREFUSED unless force.
  */
 static int
-verify(const ProbeOptions *o, const char *what, const char *file, int64_t rec_size,
+verify(Probe *p, const ProbeOptions *o, const char *what, const char *file, int64_t rec_size,
        const char *rec_sha, char *err)
 {
     struct stat sb;
@@ -132,7 +132,9 @@ verify(const ProbeOptions *o, const char *what, const char *file, int64_t rec_si
         return PS_OK;
     char sha[65] = "";
     if (!o->no_verify) {
+        double t0 = ps_now();
         int rc = sha256_file(file, sha, NULL, err);
+        p->t_hash += ps_now() - t0;
         if (rc)
             return rc;
     }
@@ -220,7 +222,7 @@ load_base(Probe *p, const ProbeOptions *o, char *err)
     if (rc)
         return rc;
     weights_file(path, "model.safetensors", m->file, sizeof m->file);
-    if ((rc = verify(o, "model", m->file, m->rec.size, m->rec.sha256, err)))
+    if ((rc = verify(p, o, "model", m->file, m->rec.size, m->rec.sha256, err)))
         return rc;
     const char *t = o->tokenizer;
     if (!t) {
@@ -247,7 +249,7 @@ load_sae(Probe *p, const ProbeOptions *o, char *err)
     if ((rc = locate("SAE", o->sae, resolved, p->sae_rec.path, path, sizeof path, err)))
         return rc;
     weights_file(path, "sae_weights.safetensors", p->sae_file, sizeof p->sae_file);
-    if ((rc = verify(o, "SAE", p->sae_file, strtoll(sz, NULL, 10), p->sae_rec.sha256, err)))
+    if ((rc = verify(p, o, "SAE", p->sae_file, strtoll(sz, NULL, 10), p->sae_rec.sha256, err)))
         return rc;
     if ((rc = sae_load(&p->sae, path, err)))
         return rc;
@@ -267,7 +269,7 @@ load_adapted(Probe *p, const ProbeOptions *o, int i, char *err)
     if (rc)
         return rc;
     snprintf(m->file, sizeof m->file, "%s", path);
-    if ((rc = verify(o, "MaPLe checkpoint", m->file, m->rec.size, m->rec.sha256, err)))
+    if ((rc = verify(p, o, "MaPLe checkpoint", m->file, m->rec.size, m->rec.sha256, err)))
         return rc;
     m->maple = xcalloc(1, sizeof *m->maple);
     if ((rc = maple_load(m->maple, path, &p->clip, err)))
@@ -360,6 +362,7 @@ probe_open(Probe *p, Idx *ix, const ProbeOptions *o, char *err)
 {
     memset(p, 0, sizeof *p);
     p->ix = ix;
+    double t0 = ps_now();
     int rc = read_models(p, o, err);
     if (!rc)
         rc = load_base(p, o, err);
@@ -417,8 +420,10 @@ probe_open(Probe *p, Idx *ix, const ProbeOptions *o, char *err)
     }
     if ((rc = read_dataset(p, o, err)))
         goto fail;
+    double t1 = ps_now();
     for (int i = 0; i < p->n_models && !rc; i++)
         rc = classifier(p, &p->models[i], err);
+    p->t_text = ps_now() - t1;
     if (!rc)
         rc = sae_work_init(&p->work, &p->sae, err);
     if (!rc)
@@ -430,6 +435,7 @@ probe_open(Probe *p, Idx *ix, const ProbeOptions *o, char *err)
     p->embeds = xmalloc((size_t)p->E * sizeof *p->embeds);
     p->logits = xmalloc((size_t)MAX(p->C, 1) * sizeof *p->logits);
     p->acc = xcalloc((size_t)p->sae.d_sae, sizeof *p->acc);
+    p->t_load = ps_now() - t0 - p->t_hash - p->t_text;
     return PS_OK;
 fail:
     probe_close(p);
@@ -571,6 +577,7 @@ run_model(Probe *p, int i, ProbeResult *r, char *err)
 int
 probe_image_rgb(Probe *p, const Image *im, const char *name, ProbeResult *r, char *err)
 {
+    double t0 = ps_now();
     result_alloc(p, r);
     snprintf(r->path, sizeof r->path, "%s", name ? name : "");
     const ClipConfig *c = &p->clip.cfg;
@@ -582,6 +589,7 @@ probe_image_rgb(Probe *p, const Image *im, const char *name, ProbeResult *r, cha
     img_normalize(r->crop, &ip, p->pixels);
     for (int i = 0; i < p->n_models && !rc; i++)
         rc = run_model(p, i, r, err);
+    p->t_image = ps_now() - t0;
     return rc;
 }
 
