@@ -663,11 +663,12 @@ probe_group(const IdxAct *base, int n_base, const IdxAct *adapted, int n_adapted
     const int n[2] = { n_base, n_adapted };
     for (int k = 0; k < 2; k++) {
         g->n_top[k] = MIN(n[k], PROBE_TOP);
-        memcpy(g->top[k], set[k], (size_t)g->n_top[k] * sizeof(IdxAct));
+        if (g->n_top[k] > 0)
+            memcpy(g->top[k], set[k], (size_t)g->n_top[k] * sizeof(IdxAct));
     }
     /* common: in both; by the larger value desc, then latent asc */
-    IdxAct common[2 * 256];
-    float cv[2 * 256][2];
+    IdxAct common[256]; /* sets are short (the demo's are 5 or 10): longer ones are cut at 256 */
+    float cv[256][2];
     int nc = 0;
     for (int i = 0; i < n_base && nc < 256; i++) {
         int j = find(adapted, n_adapted, base[i].latent);

@@ -482,6 +482,48 @@ check_checksums(const char *folder)
     idx_close(ix);
 }
 
+/* Records an index should not hold: each is a clear error, never a crash. */
+static void
+check_hostile(const char *db1)
+{
+    static const struct {
+        const char *sql;
+        int rc;
+        const char *msg;
+    } cases[] = {
+        { "UPDATE meta SET value = '999' WHERE key = 'k_per_token'", PS_EFORMAT, "k_per_token" },
+        { "UPDATE models SET hook_layer = 77 WHERE kind = 'base'", PS_EFORMAT, "hook layer 77" },
+        { "UPDATE models SET n_tokens = 5 WHERE kind = 'adapted'", PS_EUSAGE, "records 5" },
+        { "UPDATE models SET extra = '{\"prompts\":\"rm -rf\"}' WHERE kind = 'base'", PS_EFORMAT,
+          "unknown prompts" },
+        { "UPDATE models SET extra = 'not json' WHERE kind = 'base'", PS_EIO, "no tokenizer" },
+        { "UPDATE models SET kind = 'adapted' WHERE kind = 'base'", PS_EUSAGE, "no base model" },
+        { "UPDATE saes SET d_sae = 7", PS_EUSAGE, "96" },
+        { "UPDATE models SET resolved = '', path = '/nonexistent/m' WHERE kind = 'base'",
+          PS_EUSAGE, "/nonexistent/m" },
+        { "DELETE FROM saes", PS_EUSAGE, "no SAE" },
+    };
+    char err[PS_ERRLEN];
+    const char *db = t_tmp("probe_hostile.db");
+    for (size_t i = 0; i < LEN(cases); i++) {
+        copy_file(db1, db);
+        Idx *ix;
+        CHECK(idx_open(&ix, db, err) == PS_OK);
+        CHECK(idx_exec(ix, cases[i].sql, err) == PS_OK);
+        ProbeOptions o;
+        probe_options_init(&o);
+        Probe p;
+        int rc = probe_open(&p, ix, &o, err);
+        CHECK_MSG(rc == cases[i].rc, "%s: rc %d, expected %d (%s)", cases[i].sql, rc,
+                  cases[i].rc, rc ? err : "");
+        if (cases[i].msg && rc)
+            CHECK_MSG(strstr(err, cases[i].msg) != NULL, "%s: message '%s' lacks '%s'",
+                      cases[i].sql, err, cases[i].msg);
+        probe_close(&p);
+        idx_close(ix);
+    }
+}
+
 void
 test_probe(void)
 {
@@ -535,6 +577,7 @@ test_probe(void)
     char a[600], b[600];
     snprintf(a, sizeof a, "%s/cat/img_port.png", folder);
     snprintf(b, sizeof b, "%s/dog/img_big.png", folder);
+    check_hostile(db1);
     check_save(db1, NULL, a, b);
     check_checksums(folder);
 }
