@@ -278,6 +278,30 @@ int idx_put_progress(Idx *ix, const IdxProgress *p, const void *state, size_t st
 int idx_get_progress(Idx *ix, IdxProgress *p, int *found, void **state, size_t *state_n,
                      char *err);
 
+/* One progress row with names instead of ids (for merging shards). */
+typedef struct IdxState {
+    IdxProgress p;
+    char model[IDX_NAMELEN];
+    char dataset[IDX_NAMELEN];
+    char sae_path[1024];
+    char sae_sha256[65];
+    uint8_t *state;             /* malloc'd snapshot, NULL if none */
+    size_t state_n;
+} IdxState;
+/* All progress rows, with their snapshots: *out malloc'd; free with idx_states_free. */
+int idx_states(Idx *ix, IdxState **out, int *n, char *err);
+void idx_states_free(IdxState *s, int n);
+/*
+ * Copies a shard index's rows into ix, in one transaction of its own (call
+ * it outside a transaction: SQLite cannot detach inside one):
+ * models, SAEs, datasets (matched by name / path+sha256; conflicts refused),
+ * classes, images (ids remapped; an image already present is PS_EREFUSED:
+ * shards must not overlap), thumbnails, predictions, patches, image latents,
+ * eval rows, annotations, saved queries. Not statistics: merge accumulators.
+ */
+int idx_copy_shard(Idx *ix, const char *shard, char *err);
+int idx_find_dataset(Idx *ix, const char *name, IdxDataset *out, char *err);
+
 /* ---- reads ---- */
 
 typedef struct IdxStatset {
@@ -407,14 +431,18 @@ typedef struct IdxSynth {
     int n_models;               /* 1: base only; 2: base + adapted */
     int thumb;                  /* thumbnail side in pixels (0 = none) */
     unsigned seed;
+    int shard_i, shard_n;       /* only images with pos % shard_n == shard_i (0/1 = all) */
 } IdxSynth;
 void idx_synth_init(IdxSynth *s); /* small defaults */
 /*
  * Fills an empty index with random content in the real format: models
  * "base" (and "adapted"), one SAE, one dataset with classes, images with
  * JPEG thumbnails, predictions, patch blobs, image latents, and finalised
- * statistics computed with stats.h from the same random activations.
- * Commits in batches. progress (may be NULL) is called every 1000 images.
+ * statistics computed with stats.h from the same random activations, and a
+ * progress row per model holding the final accumulator snapshot (so shards
+ * can be merged). An image's content depends only on (seed, pos), so shards
+ * merged equal one build. Commits in batches of 500 images. progress (may
+ * be NULL) is called every 1000 images.
  */
 int idx_synth(Idx *ix, const IdxSynth *s, void (*progress)(int done, int total), char *err);
 

@@ -22,7 +22,8 @@
  *               then lower dataset position. Only images with value > 0.
  *   entropy     over the top images by a(i,s): p_c = sum of values with label
  *               c / sum of labelled values, H = -sum p_c ln(p_c + 1e-9);
- *               -1 if fewer than k labelled top images; NULL if dead.
+ *               -1 if fewer than k labelled top images; NULL if dead; the
+ *               -1e-9 the formula gives for a single class is stored as 0.
  *   label_std   population std of the class indices of labelled top images.
  *   top_class   most frequent label among the top images (ties: larger value
  *               share, then lower class); top_share = its count / images kept.
@@ -110,5 +111,20 @@ int stats_top(const Stats *st, int kind, int32_t s, StatsTop *out);
  * lists must already be in the index. The caller wraps it in a transaction.
  */
 int stats_finalise(const Stats *st, Idx *ix, int64_t statset, char *err);
+
+/*
+ * Merges shard indexes into ix (an open, empty or partial index): copies
+ * their rows (idx_copy_shard), merges the accumulator snapshots of their
+ * progress rows per (model, dataset, SAE) with stats_merge, finalises the
+ * merged statistics, stores them as a done progress row (shard 0/1) so the
+ * result can be merged again, and recomputes the base/adapted diff groups
+ * (hi 50, lo 100). All snapshots are checked before anything is written;
+ * then each shard's rows are copied in a transaction of its own and the
+ * statistics are written in a last one, so a failure can leave the rows of
+ * the shards copied before it: merge into a new file under a temporary name
+ * (as `patchsae merge` does). PS_EREFUSED if a shard lacks a finished
+ * snapshot or shards overlap.
+ */
+int stats_merge_shards(Idx *ix, int n, const char *const *shards, char *err);
 
 #endif

@@ -2106,3 +2106,212 @@ idx_diff_rows(Idx *ix, int64_t base, int64_t adapted, int cls, IdxDiffRow **out,
     }
     return PS_OK;
 }
+
+/* ---- shards ---- */
+
+int
+idx_find_dataset(Idx *ix, const char *name, IdxDataset *out, char *err)
+{
+    sqlite3_stmt *s = st(ix, Q_DS_FIND, err);
+    if (!s)
+        return PS_EDB;
+    bind_text(s, 1, name);
+    int r = sqlite3_step(s), rc = PS_OK;
+    if (r == SQLITE_ROW) {
+        out->id = sqlite3_column_int64(s, 0);
+        snprintf(out->name, sizeof out->name, "%s", name);
+        col_text(s, 1, out->spec, sizeof out->spec);
+        out->n_images = sqlite3_column_int64(s, 2);
+        out->n_classes = sqlite3_column_int(s, 3);
+    } else if (r == SQLITE_DONE) {
+        rc = ps_seterr(err, PS_EUSAGE, "%s: no dataset named '%s'", ix->path, name);
+    } else {
+        rc = dberr(ix, err, "find dataset");
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
+void
+idx_states_free(IdxState *s, int n)
+{
+    for (int i = 0; s && i < n; i++)
+        free(s[i].state);
+    free(s);
+}
+
+int
+idx_states(Idx *ix, IdxState **out, int *n, char *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(ix->db,
+                           "SELECT p.model_id, p.dataset_id, p.sae_id, p.shard_i, p.shard_n, "
+                           "p.batch, p.n_done, p.done, m.name, d.name, a.path, a.sha256, p.state "
+                           "FROM progress p JOIN models m ON m.id = p.model_id JOIN datasets d ON "
+                           "d.id = p.dataset_id JOIN saes a ON a.id = p.sae_id ORDER BY "
+                           "p.model_id, p.dataset_id, p.sae_id, p.shard_n, p.shard_i", -1, &s,
+                           NULL) != SQLITE_OK)
+        return dberr(ix, err, "list progress");
+    int r, cap = 0, rc = PS_OK;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 4;
+            *out = xrealloc(*out, (size_t)cap * sizeof **out);
+        }
+        IdxState *x = &(*out)[(*n)++];
+        memset(x, 0, sizeof *x);
+        x->p.model_id = sqlite3_column_int64(s, 0);
+        x->p.dataset_id = sqlite3_column_int64(s, 1);
+        x->p.sae_id = sqlite3_column_int64(s, 2);
+        x->p.shard_i = sqlite3_column_int(s, 3);
+        x->p.shard_n = sqlite3_column_int(s, 4);
+        x->p.batch = sqlite3_column_int64(s, 5);
+        x->p.n_done = sqlite3_column_int64(s, 6);
+        x->p.done = sqlite3_column_int(s, 7);
+        col_text(s, 8, x->model, sizeof x->model);
+        col_text(s, 9, x->dataset, sizeof x->dataset);
+        col_text(s, 10, x->sae_path, sizeof x->sae_path);
+        col_text(s, 11, x->sae_sha256, sizeof x->sae_sha256);
+        if (sqlite3_column_type(s, 12) == SQLITE_BLOB &&
+            (rc = col_blob_copy(s, 12, (void **)&x->state, &x->state_n, err)))
+            break;
+    }
+    if (!rc && r != SQLITE_DONE)
+        rc = dberr(ix, err, "list progress");
+    sqlite3_finalize(s);
+    if (rc) {
+        idx_states_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+/* Counts rows of a query (one integer column). */
+static int
+count_of(Idx *ix, const char *sql, int64_t *v, char *err)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(ix->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return dberr(ix, err, "merge");
+    int r = sqlite3_step(s);
+    *v = r == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_finalize(s);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? PS_OK : dberr(ix, err, "merge");
+}
+
+int
+idx_copy_shard(Idx *ix, const char *shard, char *err)
+{
+    /* check the shard on its own first: version, readable */
+    Idx *sh;
+    int rc = idx_open_readonly(&sh, shard, err);
+    if (rc)
+        return rc;
+    idx_close(sh);
+    if (!sqlite3_get_autocommit(ix->db))
+        return ps_seterr(err, PS_EUSAGE, "%s: idx_copy_shard inside a transaction", ix->path);
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(ix->db, "ATTACH ?1 AS shard", -1, &s, NULL) != SQLITE_OK)
+        return dberr(ix, err, "attach");
+    bind_text(s, 1, shard);
+    rc = run(ix, s, err, "attach");
+    sqlite3_finalize(s);
+    if (rc)
+        return ps_preferr(err, rc, "%s", shard);
+    int64_t bad = 0;
+    rc = idx_begin(ix, err);
+    if (!rc)
+        rc = count_of(ix,
+                  "SELECT count(*) FROM shard.models sm JOIN main.models m ON m.name = sm.name "
+                  "WHERE m.sha256 IS NOT sm.sha256 OR m.kind <> sm.kind", &bad, err);
+    if (!rc && bad)
+        rc = ps_seterr(err, PS_EREFUSED, "%s: a model has the same name as one in %s but another "
+                       "checkpoint", shard, ix->path);
+    if (!rc)
+        rc = count_of(ix,
+                      "SELECT count(*) FROM shard.datasets sd JOIN main.datasets d ON d.name = "
+                      "sd.name WHERE d.spec IS NOT sd.spec OR d.n_images IS NOT sd.n_images",
+                      &bad, err);
+    if (!rc && bad)
+        rc = ps_seterr(err, PS_EREFUSED, "%s: a dataset has the same name as one in %s but "
+                       "another spec or size", shard, ix->path);
+    static const char *const steps[] = {
+        "CREATE TEMP TABLE IF NOT EXISTS map_model(old INTEGER PRIMARY KEY, new INTEGER)",
+        "CREATE TEMP TABLE IF NOT EXISTS map_sae(old INTEGER PRIMARY KEY, new INTEGER)",
+        "CREATE TEMP TABLE IF NOT EXISTS map_ds(old INTEGER PRIMARY KEY, new INTEGER)",
+        "CREATE TEMP TABLE IF NOT EXISTS map_img(old INTEGER PRIMARY KEY, new INTEGER)",
+        "DELETE FROM map_model", "DELETE FROM map_sae", "DELETE FROM map_ds", "DELETE FROM map_img",
+        "INSERT INTO main.models(name, kind, path, resolved, size, sha256, hook_layer, n_tokens, "
+        "d_model, extra) SELECT name, kind, path, resolved, size, sha256, hook_layer, n_tokens, "
+        "d_model, extra FROM shard.models WHERE name NOT IN (SELECT name FROM main.models)",
+        "INSERT INTO map_model SELECT sm.id, m.id FROM shard.models sm JOIN main.models m "
+        "ON m.name = sm.name",
+        "INSERT INTO main.saes(path, sha256, d_in, d_sae, hook_layer, trained_on) SELECT path, "
+        "sha256, d_in, d_sae, hook_layer, trained_on FROM shard.saes sa WHERE NOT EXISTS "
+        "(SELECT 1 FROM main.saes a WHERE a.path = sa.path AND a.sha256 IS sa.sha256)",
+        "INSERT INTO map_sae SELECT sa.id, a.id FROM shard.saes sa JOIN main.saes a ON "
+        "a.path = sa.path AND a.sha256 IS sa.sha256",
+        "INSERT INTO main.datasets(name, spec, n_images, n_classes) SELECT name, spec, n_images, "
+        "n_classes FROM shard.datasets WHERE name NOT IN (SELECT name FROM main.datasets)",
+        "INSERT INTO map_ds SELECT sd.id, d.id FROM shard.datasets sd JOIN main.datasets d ON "
+        "d.name = sd.name",
+        "INSERT OR REPLACE INTO main.classes(dataset_id, idx, name) SELECT m.new, c.idx, c.name "
+        "FROM shard.classes c JOIN map_ds m ON m.old = c.dataset_id",
+        NULL, /* here: refuse overlapping shards */
+        "INSERT INTO main.images(dataset_id, pos, path, label, grid) SELECT m.new, i.pos, i.path, "
+        "i.label, i.grid FROM shard.images i JOIN map_ds m ON m.old = i.dataset_id ORDER BY i.id",
+        "INSERT INTO map_img SELECT i.id, j.id FROM shard.images i JOIN map_ds m ON m.old = "
+        "i.dataset_id JOIN main.images j ON j.dataset_id = m.new AND j.pos = i.pos",
+        "INSERT INTO main.thumbnails(image_id, size, jpeg) SELECT m.new, t.size, t.jpeg FROM "
+        "shard.thumbnails t JOIN map_img m ON m.old = t.image_id",
+        "INSERT INTO main.predictions(image_id, model_id, rank, class, prob) SELECT mi.new, "
+        "mm.new, p.rank, p.class, p.prob FROM shard.predictions p JOIN map_img mi ON mi.old = "
+        "p.image_id JOIN map_model mm ON mm.old = p.model_id",
+        "INSERT INTO main.patches(image_id, model_id, sae_id, blob) SELECT mi.new, mm.new, "
+        "ms.new, p.blob FROM shard.patches p JOIN map_img mi ON mi.old = p.image_id JOIN "
+        "map_model mm ON mm.old = p.model_id JOIN map_sae ms ON ms.old = p.sae_id",
+        "INSERT INTO main.image_latents(image_id, model_id, sae_id, rank, latent, value) SELECT "
+        "mi.new, mm.new, ms.new, l.rank, l.latent, l.value FROM shard.image_latents l JOIN "
+        "map_img mi ON mi.old = l.image_id JOIN map_model mm ON mm.old = l.model_id JOIN map_sae "
+        "ms ON ms.old = l.sae_id",
+        "INSERT OR REPLACE INTO main.eval(model_id, dataset_id, sae_id, select_model_id, class, "
+        "mode, k, n_images, accuracy) SELECT m1.new, d.new, a.new, m2.new, e.class, e.mode, e.k, "
+        "e.n_images, e.accuracy FROM shard.eval e JOIN map_model m1 ON m1.old = e.model_id JOIN "
+        "map_ds d ON d.old = e.dataset_id JOIN map_sae a ON a.old = e.sae_id JOIN map_model m2 "
+        "ON m2.old = e.select_model_id",
+        "INSERT OR IGNORE INTO main.annotations(sae_id, latent, name, note, time) SELECT a.new, "
+        "n.latent, n.name, n.note, n.time FROM shard.annotations n JOIN map_sae a ON a.old = "
+        "n.sae_id",
+        "INSERT OR IGNORE INTO main.saved_queries(name, sql, note, time) SELECT name, sql, note, "
+        "time FROM shard.saved_queries",
+    };
+    for (size_t i = 0; i < LEN(steps) && !rc; i++) {
+        char *msg = NULL;
+        if (!steps[i]) {
+            int64_t overlap = 0;
+            rc = count_of(ix,
+                          "SELECT count(*) FROM shard.images i JOIN map_ds m ON m.old = "
+                          "i.dataset_id JOIN main.images j ON j.dataset_id = m.new AND j.pos = "
+                          "i.pos", &overlap, err);
+            if (!rc && overlap)
+                rc = ps_seterr(err, PS_EREFUSED,
+                               "%s: %lld images are already in %s (shards must not overlap)",
+                               shard, (long long)overlap, ix->path);
+            continue;
+        }
+        if (sqlite3_exec(ix->db, steps[i], NULL, NULL, &msg) != SQLITE_OK) {
+            rc = ps_seterr(err, PS_EDB, "%s: merging into %s: %s", shard, ix->path,
+                           msg ? msg : sqlite3_errmsg(ix->db));
+            sqlite3_free(msg);
+        }
+    }
+    if (!rc)
+        rc = idx_commit(ix, err);
+    else
+        idx_rollback(ix);
+    sqlite3_exec(ix->db, "DETACH shard", NULL, NULL, NULL);
+    return rc;
+}

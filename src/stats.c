@@ -25,6 +25,7 @@
 #include "stats.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -641,7 +642,7 @@ stats_finalise(const Stats *st, Idx *ix, int64_t statset, char *err)
                 double h = 0;
                 for (int f = 0; f < nl; f++)
                     h -= lc[f].weight * log(lc[f].weight + 1e-9);
-                l.entropy = h;
+                l.entropy = h > 0 ? h : 0; /* one class: -1 * ln(1 + 1e-9) = -1e-9 -> 0 */
             }
             if (nlab > 0) {
                 double mu = lsum / nlab, var = lsq / nlab - mu * mu;
@@ -692,5 +693,129 @@ stats_finalise(const Stats *st, Idx *ix, int64_t statset, char *err)
     free(ct);
     if (!rc)
         rc = idx_set_statset_done(ix, statset, st->n_images, err);
+    return rc;
+}
+
+/* ---- merging shard indexes ---- */
+
+typedef struct Group {
+    char model[IDX_NAMELEN], dataset[IDX_NAMELEN], sae_path[1024], sae_sha[65];
+    Stats st;
+    int have;
+} Group;
+
+static int
+merge_states(const char *shard, Group **gs, int *ng, char *err)
+{
+    Idx *sh;
+    int rc = idx_open_readonly(&sh, shard, err);
+    if (rc)
+        return rc;
+    IdxState *s;
+    int n;
+    rc = idx_states(sh, &s, &n, err);
+    idx_close(sh);
+    if (rc)
+        return rc;
+    if (n == 0)
+        rc = ps_seterr(err, PS_EREFUSED, "%s: no statistics to merge (no progress rows)", shard);
+    for (int i = 0; i < n && !rc; i++) {
+        if (!s[i].p.done || !s[i].state) {
+            rc = ps_seterr(err, PS_EREFUSED,
+                           "%s: model %s on %s (shard %d/%d) is unfinished; finish it with "
+                           "`index --resume` before merging", shard, s[i].model, s[i].dataset,
+                           s[i].p.shard_i, s[i].p.shard_n);
+            break;
+        }
+        Stats one;
+        if ((rc = stats_load(&one, s[i].state, s[i].state_n, err))) {
+            ps_preferr(err, rc, "%s", shard);
+            break;
+        }
+        int g = 0;
+        while (g < *ng && (strcmp((*gs)[g].model, s[i].model) ||
+                           strcmp((*gs)[g].dataset, s[i].dataset) ||
+                           strcmp((*gs)[g].sae_path, s[i].sae_path) ||
+                           strcmp((*gs)[g].sae_sha, s[i].sae_sha256)))
+            g++;
+        if (g == *ng) {
+            *gs = xrealloc(*gs, (size_t)(*ng + 1) * sizeof **gs);
+            Group *x = &(*gs)[(*ng)++];
+            memset(x, 0, sizeof *x);
+            snprintf(x->model, sizeof x->model, "%s", s[i].model);
+            snprintf(x->dataset, sizeof x->dataset, "%s", s[i].dataset);
+            snprintf(x->sae_path, sizeof x->sae_path, "%s", s[i].sae_path);
+            snprintf(x->sae_sha, sizeof x->sae_sha, "%s", s[i].sae_sha256);
+            x->st = one;
+            x->have = 1;
+            continue;
+        }
+        rc = stats_merge(&(*gs)[g].st, &one, err);
+        stats_free(&one);
+        if (rc)
+            ps_preferr(err, rc, "%s", shard);
+    }
+    idx_states_free(s, n);
+    return rc;
+}
+
+int
+stats_merge_shards(Idx *ix, int n, const char *const *shards, char *err)
+{
+    Group *gs = NULL;
+    int ng = 0, rc = PS_OK;
+    for (int i = 0; i < n && !rc; i++)
+        rc = merge_states(shards[i], &gs, &ng, err);
+    for (int i = 0; i < n && !rc; i++)
+        rc = idx_copy_shard(ix, shards[i], err);
+    if (!rc)
+        rc = idx_begin(ix, err);
+    if (rc)
+        goto out;
+    int64_t *ss = xcalloc((size_t)ng + 1, sizeof *ss);
+    for (int g = 0; g < ng && !rc; g++) {
+        IdxModel m;
+        IdxDataset d;
+        IdxSae a;
+        rc = idx_find_model(ix, gs[g].model, &m, err);
+        if (!rc)
+            rc = idx_find_dataset(ix, gs[g].dataset, &d, err);
+        if (!rc)
+            rc = idx_find_sae(ix, gs[g].sae_path, &a, err);
+        if (!rc)
+            rc = idx_add_statset(ix, m.id, d.id, a.id, gs[g].st.cfg.k_top, gs[g].st.cfg.tau,
+                                 &ss[g], err);
+        if (!rc)
+            rc = stats_finalise(&gs[g].st, ix, ss[g], err);
+        uint8_t *snap = NULL;
+        size_t sn = 0;
+        if (!rc)
+            rc = stats_save(&gs[g].st, &snap, &sn, err);
+        IdxProgress p = { m.id, d.id, a.id, 0, 1, -1, gs[g].st.n_images, 1 };
+        if (!rc)
+            rc = idx_put_progress(ix, &p, snap, sn, err);
+        free(snap);
+    }
+    /* diff groups for every base/adapted pair on the same dataset and SAE */
+    IdxStatset *all = NULL;
+    int na = 0;
+    if (!rc)
+        rc = idx_statsets(ix, &all, &na, err);
+    for (int i = 0; i < na && !rc; i++)
+        for (int j = 0; j < na && !rc; j++)
+            if (!strcmp(all[i].kind, "base") && !strcmp(all[j].kind, "adapted") &&
+                all[i].dataset_id == all[j].dataset_id && all[i].sae_id == all[j].sae_id &&
+                all[i].final && all[j].final)
+                rc = idx_diff_compute(ix, all[i].id, all[j].id, 50, 100, err);
+    free(all);
+    free(ss);
+    if (!rc)
+        rc = idx_commit(ix, err);
+    else
+        idx_rollback(ix);
+out:
+    for (int g = 0; g < ng; g++)
+        stats_free(&gs[g].st);
+    free(gs);
     return rc;
 }
