@@ -720,10 +720,12 @@ tui_image_key(Tui *t, int key)
     }
     if (g <= 0)
         return 1;
-    if (t->px < 0)
+    if (t->px < 0) {
         tui_set_patch(t, g / 2, g / 2);
-    else
-        tui_set_patch(t, t->px + dx, t->py + dy);
+        return 1;
+    }
+    int x = t->px + dx, y = t->py + dy;
+    tui_set_patch(t, x < 0 ? 0 : x >= g ? g - 1 : x, y < 0 ? 0 : y >= g ? g - 1 : y);
     return 1;
 }
 
@@ -951,12 +953,24 @@ tui_command(Tui *t, const char *line)
                              "entropy<X clear");
             return -1;
         }
+        /* class=NAME takes the rest of the line: class names have spaces */
+        char *cl = strstr(arg, "class=");
+        int c = -1;
+        if (cl && (cl == arg || cl[-1] == ' ')) {
+            if ((c = find_class(t, skip_ws(cl + 6))) < 0) {
+                tui_status(t, 1, "no class \"%s\"", cl + 6);
+                return -1;
+            }
+            *cl = 0;
+        }
         for (char *w = strtok(arg, " \t"); w; w = strtok(NULL, " \t"))
             if (filter_term(t, w)) {
                 tui_status(t, 1, "bad filter term \"%s\"", w);
                 tui_refilter(t);
                 return -1;
             }
+        if (c >= 0)
+            t->filter_class = c;
         tui_refilter(t);
         clamp_sel(t);
         tui_goto(t, TUI_LATENTS, 0);
