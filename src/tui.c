@@ -1478,6 +1478,6 @@ tui_layout(const Tui *t, TuiLayout *l)
     while (sph > 3 && square_w(t, sph) > b.w * 3 / 5)
         sph--;
     l->scatter = rect(b.y + 1, b.x + 1, sph, square_w(t, sph));
-    l->summary = rect(b.y, l->scatter.x + l->scatter.w + 2, b.h,
+    l->summary = rect(b.y + 1, l->scatter.x + l->scatter.w + 2, b.h - 1,
                       b.w - l->scatter.w - l->scatter.x - 2);
 }

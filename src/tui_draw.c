@@ -443,15 +443,21 @@ item_list(Tui *t, TuiRect r, int level, const char *title)
 {
     int y = r.y;
     put(y++, r.x, r.w, A(P_TITLE), "%s", title);
-    int grp = -1, two = t->is[1].ok;
+    int grp = -1, two = t->is[1].ok, first = 0;
+    while (first < t->n_items && t->items[first].level != level)
+        first++;
     for (int i = 0; i < t->n_items && y < r.y + r.h; i++) {
         const TuiItem *it = &t->items[i];
         if (it->level != level)
             continue;
         if (it->group != grp) {
             grp = it->group;
-            put(y++, r.x, r.w, A(grp == 2 ? P_ADAPT : grp == 1 ? P_BASE : P_HDR), "%s",
+            put(y, r.x, r.w, A(grp == 2 ? P_ADAPT : grp == 1 ? P_BASE : P_HDR), "%s",
                 group_names[!two][grp]);
+            if (r.w >= 32) /* column names on the first group line */
+                put(y, r.x + 14, r.w - 14, A(P_DIM), "%s", grp == it[0].group && i == first
+                    ? (two ? "  base adapted" : " value") : "");
+            y++;
             if (y >= r.y + r.h)
                 break;
         }
@@ -537,15 +543,14 @@ tui_image_draw(Tui *t)
     TuiRect li = l.lists;
     int half = li.w / 2;
     TuiRect a = { li.y, li.x, li.h, half - 1 }, p = { li.y, li.x + half, li.h, li.w - half };
-    item_list(t, a, 0, t->is[1].ok ? "image-level top latents  latent    base adapted"
-                                    : "image-level top latents  latent  value");
+    item_list(t, a, 0, "image-level top latents");
     if (t->px >= 0) {
         char title[96];
         snprintf(title, sizeof title, "patch (%d,%d) top latents", t->px, t->py);
         item_list(t, p, 1, title);
     } else {
         put(p.y, p.x, p.w, A(P_TITLE), "patch top latents");
-        put(p.y + 1, p.x, p.w, A(P_DIM), "move the patch cursor (hjkl, arrows, click)");
+        put(p.y + 1, p.x, p.w, A(P_DIM), "hjkl, arrows or a click move the patch cursor");
     }
     preds(t, l.preds);
 }
@@ -592,6 +597,7 @@ tui_class_draw(Tui *t)
         const TuiClassSide *c = &t->cs[m];
         put(yy++, x, colw - 1, A(m ? P_ADAPT : P_BASE), "%s top latents (tokens > tau)",
             m ? "adapted" : "base");
+        put(yy++, x, colw - 1, A(P_DIM), "rank  latent   tokens annotation");
         if (!c->ok || c->n_top == 0)
             put(yy, x, colw - 1, A(P_DIM), "%s", c->ok ? "no class counts" : "no adapted model");
         for (int i = 0; i < c->n_top && i < 10; i++, yy++) {
@@ -600,7 +606,7 @@ tui_class_draw(Tui *t)
                 c->top[i].latent, (long long)c->top[i].n_tokens, c->top[i].name);
         }
     }
-    y += 12;
+    y += 13;
     if (y < d.y + d.h && t->st[1].present) {
         int cnt[3] = { 0, 0, 0 };
         static const char *const gn[3] = { "high", "high_low", "low_high" };
@@ -658,21 +664,30 @@ tui_overview_draw(Tui *t)
     tui_layout(t, &l);
     TuiRect sc = l.scatter, su = l.summary;
     const TuiStats *s = &t->st[t->model && t->st[1].present ? 1 : 0];
-    put(l.body.y, 0, l.body.w, A(P_TITLE), "frequency (x, log10) against mean activation (y, log10), "
-                                           "colour = label entropy (%s)", t->model ? "adapted" : "base");
+    put(l.body.y, 0, l.body.w, A(P_TITLE), "Latents: frequency (x) against mean activation (y), "
+                                           "log scales, colour = label entropy (%s)",
+        t->model ? "adapted" : "base");
     if (s->present && s->n > 0) {
         TuiPic pic = { TUI_PIC_SCATTER, 0, t->model, -1, 0, -1, 0, t->scatter_version };
         draw_pic(t, sc, &pic);
         float x0, x1, y0, y1;
         tui_scatter_range(s->rows, s->n, &x0, &x1, &y0, &y1);
-        put(sc.y + sc.h, sc.x, sc.w, A(P_DIM), "%-*g%*g", sc.w / 2, x0, sc.w - sc.w / 2, x1);
-        put(sc.y, 0, 1, A(P_DIM), "%c", '^');
-        put(sc.y + sc.h - 1, 0, 1, A(P_DIM), "%c", ' ');
-        put(l.body.y + l.body.h - 1, sc.x, sc.w, A(P_DIM), "mean: %g .. %g", y0, y1);
+        put(sc.y + sc.h, sc.x, sc.w, A(P_DIM), "freq 1e%+.0f%*s1e%+.0f", x0 + 0.0,
+            MAX(1, sc.w - 16), "", x1 + 0.0);
+        put(sc.y, 0, 1, A(P_DIM), "%s", "\xe2\x86\x91");
     } else {
         put(sc.y + 1, sc.x, sc.w, A(P_DIM), "no statistics");
     }
     int y = su.y, w = su.w;
+    if (s->present && s->n > 0) {
+        float x0, x1, y0, y1;
+        tui_scatter_range(s->rows, s->n, &x0, &x1, &y0, &y1);
+        put(y++, su.x, w, A(P_DIM), "y: mean activation 1e%+.0f (bottom) .. 1e%+.0f (top)",
+            y0 + 0.0, y1 + 0.0);
+        put(y++, su.x, w, A(P_DIM), "x: frequency 1e%+.0f .. 1e%+.0f, decade lines", x0 + 0.0,
+            x1 + 0.0);
+        y++;
+    }
     put(y++, su.x, w, A(P_HDR), "index");
     put(y++, su.x, w, A_NORMAL, "%s%s", t->path, t->readonly ? " (read-only)" : "");
     y++;
@@ -689,8 +704,8 @@ tui_overview_draw(Tui *t)
         put(y++, su.x, w, A_NORMAL, "dataset: %s", ss->dataset);
         put(y++, su.x, w, A_NORMAL, "images: %lld   classes: %d", (long long)ss->n_images,
             t->n_classes);
-        put(y++, su.x, w, A_NORMAL, "SAE latents: %d   top-k: %d   tau: %.2g", ss->d_sae, ss->k_top,
-            ss->tau);
+        put(y++, su.x, w, A_NORMAL, "SAE latents: %d", ss->d_sae);
+        put(y++, su.x, w, A_NORMAL, "top images: %d   tau: %.2g", ss->k_top, ss->tau);
         put(y++, su.x, w, A_NORMAL, "dead: %d (%.1f%%)", t->n_dead,
             ss->d_sae ? 100.0 * t->n_dead / ss->d_sae : 0.0);
         put(y++, su.x, w, A_NORMAL, "dense (freq > %g): %d", TUI_DENSE_FREQ, t->n_dense);
@@ -703,8 +718,6 @@ tui_overview_draw(Tui *t)
     }
     y++;
     put(y++, su.x, w, A(P_HDR), "colour");
-    uint8_t c[3];
-    tui_colormap(1, c);
     put(y++, su.x, w, A(P_ERR), "red: low entropy (one class)");
     put(y++, su.x, w, A(P_BAR), "blue: high entropy (many)");
     put(y++, su.x, w, A(P_DIM), "grey: too few labelled images");
@@ -735,7 +748,7 @@ const char *const tui_help_lines[] = {
     "g G  Home End\tfirst / last",
     "Enter\topen the selection",
     "mouse\tclick tabs, rows, grid cells, patches; double-click opens; wheel scrolls",
-    "In a prompt: arrows and PgUp/PgDn still move; Backspace, Ctrl-U, Enter, Esc edit it",
+    "Backspace  Ctrl-U\tin a prompt: delete a character / all; arrows and PgUp/PgDn still move",
     "",
     "Latents (1)",
     "s\tnext sort key: freq, mean, entropy, share, max, latent",

@@ -238,8 +238,8 @@ tui_scatter_range(const TuiRow *rows, int n, float *x0, float *x1, float *y0, fl
     *x1 = ceilf(*x1);
     *y0 = floorf(*y0);
     *y1 = ceilf(*y1);
-    if (!(*x1 > *x0))
-        *x1 = *x0 + 1;
+    if (!(*x1 > *x0)) /* one decade around a single value; frequencies end at 1e0 */
+        *x0 = *x1 - 1;
     if (!(*y1 > *y0))
         *y1 = *y0 + 1;
     return nd;

@@ -136,10 +136,10 @@ handle_mouse(Tui *t)
 
 /* Draws, repaints rows whose pictures went away, updates, sends pictures. */
 static void
-redraw(Tui *t, int fd, double *text_ms, double *gfx_ms, size_t *bytes, double t0)
+redraw(Tui *t, int fd, double *text_ms, double *gfx_ms, double *enc_ms, size_t *bytes, double t0)
 {
-    tui_resize(t, LINES, COLS);
-    t->full_redraw = t->full_redraw; /* tui_resize sets it; keep it only when asked */
+    if (t->rows != LINES || t->cols != COLS)
+        tui_resize(t, LINES, COLS);
     tui_draw(t);
     unsigned char stale[1024] = { 0 };
     tui_gfx_stale_rows(t, stale, LINES < 1024 ? LINES : 1024);
@@ -151,8 +151,8 @@ redraw(Tui *t, int fd, double *text_ms, double *gfx_ms, size_t *bytes, double t0
     wnoutrefresh(stdscr);
     doupdate();
     *text_ms = (ps_now() - t0) * 1e3;
-    double e = 0, g0 = ps_now();
-    *bytes = tui_gfx_flush(t, fd, &e);
+    double g0 = ps_now();
+    *bytes = tui_gfx_flush(t, fd, enc_ms);
     *gfx_ms = (ps_now() - g0) * 1e3;
     t->full_redraw = 0;
 }
@@ -269,16 +269,16 @@ main(int argc, char **argv)
     tui_draw_init(&t);
     t.full_redraw = 1;
 
-    double text_ms, gfx_ms;
+    double text_ms, gfx_ms, enc_ms;
     size_t bytes;
-    redraw(&t, 1, &text_ms, &gfx_ms, &bytes, t_start);
+    redraw(&t, 1, &text_ms, &gfx_ms, &enc_ms, &bytes, t_start);
     if (trace) {
         fprintf(trace, "# patchsae-tui %s graphics=%s cell=%dx%d (%s) probe_ms=%.1f size=%dx%d\n",
                 path, t.gfx == TUI_GFX_SIXEL ? "sixel" : t.gfx == TUI_GFX_BLOCKS ? "blocks" : "none",
                 t.term.cell_w, t.term.cell_h, t.term.cell_src ? t.term.cell_src : "default",
                 t.term.probe_ms, COLS, LINES);
-        fprintf(trace, "startup open_ms=%.3f text_ms=%.3f gfx_ms=%.3f bytes=%zu\n",
-                (t_open - t_start) * 1e3, text_ms, gfx_ms, bytes);
+        fprintf(trace, "startup open_ms=%.3f text_ms=%.3f gfx_ms=%.3f encode_ms=%.3f bytes=%zu\n",
+                (t_open - t_start) * 1e3, text_ms, gfx_ms, enc_ms, bytes);
         fflush(trace);
     }
     while (!t.quit) {
@@ -306,10 +306,10 @@ main(int argc, char **argv)
         nodelay(stdscr, FALSE);
         if (t.quit)
             break;
-        redraw(&t, 1, &text_ms, &gfx_ms, &bytes, t0);
+        redraw(&t, 1, &text_ms, &gfx_ms, &enc_ms, &bytes, t0);
         if (trace) {
-            fprintf(trace, "key=%d n=%d view=%s text_ms=%.3f gfx_ms=%.3f bytes=%zu\n", first,
-                    nkeys, tui_view_name(t.view), text_ms, gfx_ms, bytes);
+            fprintf(trace, "key=%d n=%d view=%s text_ms=%.3f gfx_ms=%.3f encode_ms=%.3f bytes=%zu\n",
+                    first, nkeys, tui_view_name(t.view), text_ms, gfx_ms, enc_ms, bytes);
             fflush(trace);
         }
     }
