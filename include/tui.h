@@ -96,6 +96,7 @@ typedef struct TuiRow {
 /* One model's statistics set with its latents table. */
 typedef struct TuiStats {
     int present;
+    int partial;        /* only the first page (freq descending) is loaded yet */
     IdxStatset ss;
     TuiRow *rows;       /* (n) indexed by load order (latent ascending) */
     int n;
@@ -157,11 +158,14 @@ typedef struct TuiTerm {
 } TuiTerm;
 
 struct TuiGfxCache;
+struct TuiLoader;
 
 typedef struct Tui {
     Idx *ix;
     char path[1024];
     int readonly;
+    int loading;               /* the full latents tables are being read in the background */
+    struct TuiLoader *loader;
     int rows, cols;            /* screen size */
     TuiGfx gfx;
     TuiTerm term;
@@ -188,6 +192,9 @@ typedef struct Tui {
     /* Latents view */
     int32_t *order;            /* rows of st[model] after filter and sort */
     int n_order;
+    int32_t *sorted;           /* every row of st[model] in sort order (the filter walks it) */
+    int sorted_n, sorted_key;  /* rows, and the (sort, desc, model, table) it was made for */
+    const TuiRow *sorted_rows;
     int sel, top;              /* selected row and first visible row in order[] */
     int sort, desc;
     int hide_dead, hide_dense, only_annotated;
@@ -223,6 +230,7 @@ typedef struct Tui {
     TuiClassSide cs[2];
     IdxDiffRow *diff;          /* malloc'd */
     int n_diff;
+    double *acc[2];            /* accuracy of every class from top-1 predictions (NAN unknown) */
 
     /* Overview */
     int64_t scatter_version;
@@ -235,6 +243,8 @@ typedef struct Tui {
     TuiPlace frame[TUI_MAX_FRAME];  /* pictures placed by the last draw */
     int n_frame;
     int full_redraw;           /* next flush: repaint everything and re-send pictures */
+    int defer_pics;            /* draw: pictures not yet rendered become placeholders */
+    int pics_pending;          /* draw: some were (draw again with defer_pics = 0) */
     struct TuiGfxCache *cache;
     double last_click;         /* for double clicks */
     int last_click_y, last_click_x;
@@ -246,8 +256,11 @@ typedef struct Tui {
  * Opens the index at path (read-write if possible, else read-only; the file
  * must exist) and loads the base (and adapted) statistics. An index without
  * statistics still opens (views say so). PS_EIO / PS_EFORMAT with a message.
+ * With async, only the first page of the table is read now and the rest by a
+ * thread on its own connection (tui_data_poll picks it up): start-up stays
+ * fast at 49,152 latents.
  */
-int tui_open(Tui *t, const char *path, char *err);
+int tui_open(Tui *t, const char *path, int async, char *err);
 /* Same over an already open index (tests); takes ownership of ix. */
 int tui_init(Tui *t, Idx *ix, const char *path, char *err);
 void tui_close(Tui *t);               /* frees everything; NULL-safe fields */
@@ -317,7 +330,9 @@ void tui_pic_pixels(const Tui *t, TuiRect r, int *pw, int *ph);
 
 /* ---- tui_data.c: loading through idx.h ---- */
 
-int tui_data_load(Tui *t, char *err);           /* statsets, classes, latents tables */
+int tui_data_load(Tui *t, int async, char *err); /* statsets, classes, latents tables */
+/* Takes the background load's result when it is done (wait: block until it is); 1 if taken. */
+int tui_data_poll(Tui *t, int wait);
 int tui_data_latent(Tui *t, int32_t latent, char *err);
 int tui_data_image(Tui *t, int64_t image, char *err);
 int tui_data_class(Tui *t, int cls, char *err);
@@ -358,6 +373,8 @@ int tui_rgb256(const uint8_t c[3]);
 /* RGB of a picture at w x h from the cache (rendered if needed); owned by the cache, valid
  * until the next tui_gfx_* call; NULL on failure (message in the status line). */
 const uint8_t *tui_gfx_pixels(Tui *t, const TuiPic *p, int w, int h);
+/* The cached RGB of a picture at w x h, or NULL if it is not rendered yet. */
+const uint8_t *tui_gfx_cached(Tui *t, const TuiPic *p, int w, int h);
 /* Renders a picture to RGB at w x h (malloc'd into *rgb); errors to err. */
 int tui_gfx_render(Tui *t, const TuiPic *p, int w, int h, uint8_t **rgb, char *err);
 /* Sixel DCS for an RGB image (malloc'd into *out, *n bytes). */

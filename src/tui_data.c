@@ -20,6 +20,8 @@
 #include "tui.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,22 @@
 #include "ps.h"
 
 #define TOPN 5 /* the demo's top-5 per model */
+#define TUI_FIRST_PAGE 256 /* rows read before the first screen when loading in the background */
+
+/* The background load: its own read-only connection, both tables, then done = 1. */
+typedef struct TuiLoader {
+    pthread_t th;
+    char path[1024];
+    IdxStatset ss[2];
+    int want[2];
+    TuiStats st[2];
+    int64_t dataset_id, model_id[2];
+    int n_classes;
+    double *acc[2];
+    int rc;
+    char err[PS_ERRLEN];
+    atomic_int done;
+} TuiLoader;
 
 static void
 free_stats(TuiStats *s)
@@ -63,8 +81,21 @@ free_class(Tui *t)
 void
 tui_data_free(Tui *t)
 {
-    for (int m = 0; m < 2; m++)
+    if (t->loader) { /* let the thread finish, then drop its tables */
+        pthread_join(t->loader->th, NULL);
+        for (int m = 0; m < 2; m++) {
+            free_stats(&t->loader->st[m]);
+            free(t->loader->acc[m]);
+        }
+        free(t->loader);
+        t->loader = NULL;
+    }
+    t->loading = 0;
+    for (int m = 0; m < 2; m++) {
         free_stats(&t->st[m]);
+        free(t->acc[m]);
+        t->acc[m] = NULL;
+    }
     for (int i = 0; i < t->n_classes; i++)
         free(t->classes[i]);
     free(t->classes);
@@ -74,40 +105,242 @@ tui_data_free(Tui *t)
     free_class(t);
 }
 
-static int
-load_rows(Tui *t, TuiStats *s, char *err)
+/* ---- latents tables: read with idx_select (exact values, no joins) ---- */
+
+typedef struct RowsCtx {
+    TuiRow *rows;
+    int n, cap;
+} RowsCtx;
+
+static double
+num(const char *v)
 {
-    IdxLatent *l;
-    int n, rc = idx_latents(t->ix, s->ss.id, IDX_SORT_LATENT, 0, NULL, 0, 0, &l, &n, NULL, err);
-    if (rc)
+    return v ? strtod(v, NULL) : NAN;
+}
+
+static int
+stat_row(void *ctx, int ncol, const char *const *names, const char *const *v)
+{
+    (void)names;
+    RowsCtx *c = ctx;
+    if (ncol < 8 || !v[0])
+        return 0;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 1024;
+        c->rows = xrealloc(c->rows, (size_t)c->cap * sizeof *c->rows);
+    }
+    TuiRow *r = &c->rows[c->n++];
+    r->latent = (int32_t)strtol(v[0], NULL, 10);
+    r->n_active = v[1] ? strtoll(v[1], NULL, 10) : 0;
+    r->freq = (float)num(v[2]);
+    r->mean_act = (float)num(v[3]);
+    r->max_act = (float)num(v[4]);
+    r->entropy = (float)num(v[5]);
+    r->top_class = v[6] ? (int)strtol(v[6], NULL, 10) : -1;
+    r->top_share = (float)num(v[7]);
+    r->name = NULL;
+    return 0;
+}
+
+typedef struct AnnCtx {
+    TuiStats *s;
+} AnnCtx;
+
+static int
+ann_row(void *ctx, int ncol, const char *const *names, const char *const *v)
+{
+    (void)names;
+    TuiStats *s = ((AnnCtx *)ctx)->s;
+    if (ncol < 2 || !v[0] || !v[1])
+        return 0;
+    long l = strtol(v[0], NULL, 10);
+    if (l >= 0 && l < s->n_pos && s->pos[l] >= 0) {
+        free(s->rows[s->pos[l]].name);
+        s->rows[s->pos[l]].name = xstrdup(v[1]);
+    }
+    return 0;
+}
+
+/*
+ * Reads the latents table of statset ss into s: every row (limit <= 0, latent
+ * order) or the first `limit` rows by frequency descending (the start-up page).
+ */
+static int
+read_rows(Idx *ix, const IdxStatset *ss, int limit, TuiStats *s, char *err)
+{
+    char sql[512];
+    RowsCtx c = { 0 };
+    snprintf(sql, sizeof sql,
+             "SELECT latent, n_active, freq, mean_act, max_act, entropy, top_class, top_share "
+             "FROM latent_stats WHERE statset_id = %lld ORDER BY %s LIMIT %d",
+             (long long)ss->id, limit > 0 ? "freq DESC, latent" : "latent",
+             limit > 0 ? limit : -1);
+    int rc = idx_select(ix, sql, stat_row, &c, err);
+    if (rc) {
+        free(c.rows);
         return rc;
-    s->rows = xmalloc((size_t)(n ? n : 1) * sizeof *s->rows);
-    s->n = n;
-    int32_t maxl = s->ss.d_sae;
-    for (int i = 0; i < n; i++)
-        if (l[i].latent + 1 > maxl)
-            maxl = l[i].latent + 1;
+    }
+    memset(s, 0, sizeof *s);
+    s->ss = *ss;
+    s->rows = c.rows ? c.rows : xmalloc(sizeof *s->rows);
+    s->n = c.n;
+    int32_t maxl = ss->d_sae;
+    for (int i = 0; i < c.n; i++)
+        if (c.rows[i].latent + 1 > maxl)
+            maxl = c.rows[i].latent + 1;
     s->n_pos = maxl > 0 ? maxl : 0;
     s->pos = xmalloc((size_t)(s->n_pos ? s->n_pos : 1) * sizeof *s->pos);
     for (int i = 0; i < s->n_pos; i++)
         s->pos[i] = -1;
-    for (int i = 0; i < n; i++) {
-        TuiRow *r = &s->rows[i];
-        r->latent = l[i].latent;
-        r->top_class = l[i].top_class;
-        r->n_active = l[i].n_active;
-        r->freq = (float)l[i].freq;
-        r->mean_act = (float)l[i].mean_act;
-        r->max_act = (float)l[i].max_act;
-        r->entropy = (float)l[i].entropy;
-        r->top_share = (float)l[i].top_share;
-        r->name = l[i].name[0] ? xstrdup(l[i].name) : NULL;
-        if (r->latent >= 0)
-            s->pos[r->latent] = i;
+    for (int i = 0; i < c.n; i++)
+        if (c.rows[i].latent >= 0)
+            s->pos[c.rows[i].latent] = i;
+    snprintf(sql, sizeof sql, "SELECT latent, name FROM annotations WHERE sae_id = %lld",
+             (long long)ss->sae_id);
+    AnnCtx a = { s };
+    rc = idx_select(ix, sql, ann_row, &a, err);
+    if (rc) {
+        free_stats(s);
+        return rc;
     }
-    free(l);
     s->present = 1;
+    s->partial = limit > 0;
     return PS_OK;
+}
+
+typedef struct AccCtx {
+    double *acc;
+    int n;
+} AccCtx;
+
+static int
+acc_all_row(void *ctx, int ncol, const char *const *names, const char *const *v)
+{
+    (void)names;
+    AccCtx *a = ctx;
+    if (ncol < 3 || !v[0] || !v[1] || !v[2])
+        return 0;
+    long c = strtol(v[0], NULL, 10);
+    double n = strtod(v[1], NULL);
+    if (c >= 0 && c < a->n && n > 0)
+        a->acc[c] = 100.0 * strtod(v[2], NULL) / n;
+    return 0;
+}
+
+/* Accuracy of every class from the stored top-1 predictions of a model: *out (n_classes), NAN unknown. */
+static int
+read_acc(Idx *ix, int64_t dataset, int64_t model, int n_classes, double **out, char *err)
+{
+    *out = NULL;
+    if (!dataset || !model || n_classes <= 0)
+        return PS_OK;
+    double *acc = xmalloc((size_t)n_classes * sizeof *acc);
+    for (int i = 0; i < n_classes; i++)
+        acc[i] = NAN;
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT i.label, count(*), total(p.class = i.label) FROM predictions p "
+             "JOIN images i ON i.id = p.image_id WHERE p.model_id = %lld AND p.rank = 1 "
+             "AND i.dataset_id = %lld AND i.label IS NOT NULL GROUP BY i.label",
+             (long long)model, (long long)dataset);
+    AccCtx a = { acc, n_classes };
+    int rc = idx_select(ix, sql, acc_all_row, &a, err);
+    if (rc) {
+        free(acc);
+        return rc;
+    }
+    *out = acc;
+    return PS_OK;
+}
+
+static void *
+loader_main(void *arg)
+{
+    TuiLoader *L = arg;
+    Idx *ix = NULL;
+    L->rc = idx_open_readonly(&ix, L->path, L->err);
+    for (int m = 0; m < 2 && !L->rc; m++)
+        if (L->want[m])
+            L->rc = read_rows(ix, &L->ss[m], 0, &L->st[m], L->err);
+    for (int m = 0; m < 2 && !L->rc; m++)
+        L->rc = read_acc(ix, L->dataset_id, L->model_id[m], L->n_classes, &L->acc[m], L->err);
+    idx_close(ix);
+    atomic_store(&L->done, 1);
+    return NULL;
+}
+
+static void
+count_rows(Tui *t)
+{
+    t->n_dead = t->n_dense = 0;
+    for (int i = 0; i < t->st[0].n; i++) {
+        const TuiRow *r = &t->st[0].rows[i];
+        t->n_dead += r->n_active == 0;
+        t->n_dense += r->freq > TUI_DENSE_FREQ;
+    }
+    t->scatter_version++;
+}
+
+int
+tui_data_poll(Tui *t, int wait)
+{
+    TuiLoader *L = t->loader;
+    if (!t->loading)
+        return 0;
+    if (L && !wait && !atomic_load(&L->done))
+        return 0;
+    int32_t keep = t->n_order && t->st[t->model].present
+                       ? t->st[t->model].rows[t->order[t->sel]].latent : -1;
+    int rc = PS_OK;
+    char err[PS_ERRLEN] = "";
+    if (L) {
+        pthread_join(L->th, NULL);
+        rc = L->rc;
+        snprintf(err, sizeof err, "%s", L->err);
+    }
+    if (!L || rc) {
+        /* no thread (or it failed): read on this connection */
+        for (int m = 0; m < 2 && L; m++) {
+            free_stats(&L->st[m]);
+            free(L->acc[m]);
+        }
+        rc = PS_OK;
+        for (int m = 0; m < 2 && !rc; m++) {
+            TuiStats s;
+            if (!t->st[m].ss.id)
+                continue;
+            if ((rc = read_rows(t->ix, &t->st[m].ss, 0, &s, err)) == PS_OK) {
+                free_stats(&t->st[m]);
+                t->st[m] = s;
+            }
+        }
+        for (int m = 0; m < 2 && !rc; m++) {
+            free(t->acc[m]);
+            rc = read_acc(t->ix, t->dataset_id, t->model_id[m], t->n_classes, &t->acc[m], err);
+        }
+    } else {
+        for (int m = 0; m < 2; m++) {
+            if (L->want[m]) {
+                free_stats(&t->st[m]);
+                t->st[m] = L->st[m];
+            }
+            free(t->acc[m]);
+            t->acc[m] = L->acc[m];
+        }
+    }
+    free(t->sorted); /* the rows are new: the sort cache is stale */
+    t->sorted = NULL;
+    t->sorted_rows = NULL;
+    free(L);
+    t->loader = NULL;
+    t->loading = 0;
+    if (rc)
+        tui_status(t, 1, "%s", err);
+    count_rows(t);
+    tui_refilter(t);
+    if (keep >= 0)
+        tui_select_latent(t, keep);
+    return 1;
 }
 
 static int
@@ -148,7 +381,7 @@ max_class_row(void *ctx, int ncol, const char *const *names, const char *const *
 }
 
 int
-tui_data_load(Tui *t, char *err)
+tui_data_load(Tui *t, int async, char *err)
 {
     IdxStatset *ss;
     int n, rc = idx_statsets(t->ix, &ss, &n, err);
@@ -217,15 +450,38 @@ tui_data_load(Tui *t, char *err)
                 return rc;
         }
     }
-    for (int m = 0; m < 2; m++)
-        if (t->model_id[m] && t->st[m].ss.id && (rc = load_rows(t, &t->st[m], err)))
-            return rc;
-    for (int i = 0; i < t->st[0].n; i++) {
-        const TuiRow *r = &t->st[0].rows[i];
-        t->n_dead += r->n_active == 0;
-        t->n_dense += r->freq > TUI_DENSE_FREQ;
+    if (!t->st[0].ss.id || !async) {
+        for (int m = 0; m < 2; m++) {
+            IdxStatset ss = t->st[m].ss;
+            if (ss.id && (rc = read_rows(t->ix, &ss, 0, &t->st[m], err)))
+                return rc;
+            if ((rc = read_acc(t->ix, t->dataset_id, t->model_id[m], t->n_classes, &t->acc[m],
+                               err)))
+                return rc;
+        }
+        count_rows(t);
+        return PS_OK;
     }
-    t->scatter_version++;
+    /* the first page now, everything else in the background */
+    IdxStatset ss0 = t->st[0].ss;
+    if ((rc = read_rows(t->ix, &ss0, TUI_FIRST_PAGE, &t->st[0], err)))
+        return rc;
+    TuiLoader *L = xcalloc(1, sizeof *L);
+    snprintf(L->path, sizeof L->path, "%s", t->path);
+    for (int m = 0; m < 2; m++) {
+        L->ss[m] = t->st[m].ss;
+        L->want[m] = t->st[m].ss.id != 0;
+        L->model_id[m] = t->model_id[m];
+    }
+    L->dataset_id = t->dataset_id;
+    L->n_classes = t->n_classes;
+    atomic_init(&L->done, 0);
+    if (pthread_create(&L->th, NULL, loader_main, L) != 0) {
+        free(L); /* tui_data_poll reads synchronously */
+        L = NULL;
+    }
+    t->loader = L;
+    t->loading = 1;
     return PS_OK;
 }
 
@@ -474,7 +730,7 @@ tui_data_class(Tui *t, int cls, char *err)
             }
         }
         if (isnan(c->acc))
-            c->acc = tui_data_class_acc(t, t->model_id[m], cls);
+            c->acc = t->acc[m] ? t->acc[m][cls] : tui_data_class_acc(t, t->model_id[m], cls);
         if (t->dataset_id)
             idx_class_size(t->ix, t->dataset_id, cls, &c->n_images, NULL);
     }

@@ -185,10 +185,14 @@ draw_pic(Tui *t, TuiRect r, const TuiPic *pic)
                 cell_wch(r.y + y, r.x + x, L"\x2800", A_NORMAL, 0);
         return;
     }
+    int ph = t->gfx == TUI_GFX_BLOCKS && t->colors256 ? r.h * 2 : r.h;
+    const uint8_t *rgb = t->defer_pics ? tui_gfx_cached(t, pic, r.w, ph)
+                                       : tui_gfx_pixels(t, pic, r.w, ph);
+    if (!rgb) { /* text first: the picture comes in a second pass */
+        t->pics_pending |= t->defer_pics;
+        return;
+    }
     if (t->gfx == TUI_GFX_BLOCKS && t->colors256) {
-        const uint8_t *rgb = tui_gfx_pixels(t, pic, r.w, r.h * 2);
-        if (!rgb)
-            return;
         for (int y = 0; y < r.h; y++)
             for (int x = 0; x < r.w; x++) {
                 const uint8_t *u = rgb + ((size_t)(2 * y) * r.w + x) * 3, *l = u + (size_t)r.w * 3;
@@ -199,9 +203,6 @@ draw_pic(Tui *t, TuiRect r, const TuiPic *pic)
     }
     /* no graphics: luminance ramp, one character per cell */
     static const char ramp[] = " .:-=+*#%@";
-    const uint8_t *rgb = tui_gfx_pixels(t, pic, r.w, r.h);
-    if (!rgb)
-        return;
     for (int y = 0; y < r.h; y++)
         for (int x = 0; x < r.w; x++) {
             const uint8_t *p = rgb + ((size_t)y * r.w + x) * 3;
@@ -829,6 +830,7 @@ tui_draw(Tui *t)
 {
     erase();
     t->n_frame = 0;
+    t->pics_pending = 0;
     TuiLayout l;
     tui_layout(t, &l);
     if (l.too_small) {

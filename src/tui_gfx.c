@@ -510,6 +510,13 @@ tui_gfx_render(Tui *t, const TuiPic *p, int w, int h, uint8_t **rgb, char *err)
 }
 
 const uint8_t *
+tui_gfx_cached(Tui *t, const TuiPic *p, int w, int h)
+{
+    Entry *e = lookup(cache(t), p, w, h, ENC_RGB);
+    return e ? e->data : NULL;
+}
+
+const uint8_t *
 tui_gfx_pixels(Tui *t, const TuiPic *p, int w, int h)
 {
     TuiGfxCache *c = cache(t);

@@ -140,6 +140,7 @@ redraw(Tui *t, int fd, double *text_ms, double *gfx_ms, double *enc_ms, size_t *
 {
     if (t->rows != LINES || t->cols != COLS)
         tui_resize(t, LINES, COLS);
+    t->defer_pics = 1; /* text first; block pictures not in the cache follow below */
     tui_draw(t);
     unsigned char stale[1024] = { 0 };
     tui_gfx_stale_rows(t, stale, LINES < 1024 ? LINES : 1024);
@@ -151,8 +152,16 @@ redraw(Tui *t, int fd, double *text_ms, double *gfx_ms, double *enc_ms, size_t *
     wnoutrefresh(stdscr);
     doupdate();
     *text_ms = (ps_now() - t0) * 1e3;
-    double g0 = ps_now();
-    *bytes = tui_gfx_flush(t, fd, enc_ms);
+    double g0 = ps_now(), pre = 0, enc = 0;
+    if (t->pics_pending) {
+        t->defer_pics = 0;
+        tui_draw(t);
+        wnoutrefresh(stdscr);
+        doupdate();
+        pre = (ps_now() - g0) * 1e3;
+    }
+    *bytes = tui_gfx_flush(t, fd, &enc);
+    *enc_ms = pre + enc;
     *gfx_ms = (ps_now() - g0) * 1e3;
     t->full_redraw = 0;
 }
@@ -211,7 +220,7 @@ main(int argc, char **argv)
     }
 
     char err[PS_ERRLEN];
-    if (tui_open(&t, path, err)) {
+    if (tui_open(&t, path, 1, err)) {
         fprintf(stderr, "patchsae-tui: %s\n", err);
         return 1;
     }
@@ -283,12 +292,24 @@ main(int argc, char **argv)
     }
     while (!t.quit) {
         wint_t wch;
+        wtimeout(stdscr, t.loading ? 10 : -1); /* poll the background load while it runs */
         int rc = wget_wch(stdscr, &wch);
-        if (rc == ERR)
-            continue; /* EINTR (a signal); SIGWINCH comes back as KEY_RESIZE */
+        if (rc == ERR) {
+            /* a timeout while loading, or EINTR; SIGWINCH comes back as KEY_RESIZE */
+            if (t.loading && tui_data_poll(&t, 0)) {
+                double t0 = ps_now();
+                redraw(&t, 1, &text_ms, &gfx_ms, &enc_ms, &bytes, t0);
+                if (trace) {
+                    fprintf(trace, "loaded after_ms=%.3f text_ms=%.3f\n", (t0 - t_start) * 1e3,
+                            text_ms);
+                    fflush(trace);
+                }
+            }
+            continue;
+        }
         double t0 = ps_now();
         int nkeys = 0, first = -1;
-        nodelay(stdscr, TRUE);
+        wtimeout(stdscr, 0);
         do {
             if (rc == KEY_CODE_YES && wch == KEY_MOUSE) {
                 handle_mouse(&t);
@@ -303,7 +324,6 @@ main(int argc, char **argv)
             }
             nkeys++;
         } while (!t.quit && nkeys < 256 && (rc = wget_wch(stdscr, &wch)) != ERR);
-        nodelay(stdscr, FALSE);
         if (t.quit)
             break;
         redraw(&t, 1, &text_ms, &gfx_ms, &enc_ms, &bytes, t0);

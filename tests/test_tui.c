@@ -331,6 +331,8 @@ test_views(Tui *t)
     CHECK_EQ_INT(t->cls, 3);
     CHECK(t->cs[0].n_top > 0 && t->cs[1].n_top > 0);
     CHECK(!isnan(t->cs[0].acc));
+    CHECK_NEAR(t->cs[0].acc, tui_data_class_acc(t, t->model_id[0], 3), 1e-9);
+    CHECK_NEAR(t->cs[1].acc, tui_data_class_acc(t, t->model_id[1], 3), 1e-9);
     keys(t, "j");
     CHECK_EQ_INT(t->cls, 4);
     keys(t, "J");
@@ -616,11 +618,11 @@ test_empty(void)
     /* tui_open refuses what is not an index, clearly */
     const char *junk = t_tmp("junk.db");
     t_write_file(junk, "hello, not sqlite at all, no no no no no no no no no no no", 58);
-    CHECK(tui_open(&t, junk, err) != 0);
-    CHECK(tui_open(&t, t_tmp("does-not-exist.db"), err) == PS_EIO && strstr(err, "no such"));
+    CHECK(tui_open(&t, junk, 0, err) != 0);
+    CHECK(tui_open(&t, t_tmp("does-not-exist.db"), 0, err) == PS_EIO && strstr(err, "no such"));
     const char *empty = t_tmp("empty.db");
     t_write_file(empty, "", 0);
-    CHECK(tui_open(&t, empty, err) == PS_EFORMAT);
+    CHECK(tui_open(&t, empty, 0, err) == PS_EFORMAT);
 }
 
 void
@@ -636,6 +638,26 @@ test_tui(void)
     test_views(&t);
     test_sixel(&t);
     test_small(&t);
+    tui_close(&t);
+
+    /* the background load: first page now, the rest from a thread; a key that needs it waits */
+    char err[PS_ERRLEN];
+    CHECK_EQ_INT(tui_open(&t, t_tmp("tui.db"), 1, err), 0);
+    CHECK(t.loading && t.st[0].present && t.st[0].partial && !t.st[1].present);
+    CHECK(sorted_by(&t, IDX_SORT_FREQ, 1));
+    keys(&t, "j");
+    keys(&t, "s");
+    CHECK(!t.loading && !t.st[0].partial && t.st[1].present);
+    CHECK_EQ_INT(t.n_order, 96);
+    CHECK(sorted_by(&t, IDX_SORT_MEAN, 1));
+    CHECK_EQ_INT(tui_data_poll(&t, 1), 0);
+    tui_close(&t);
+    CHECK_EQ_INT(tui_open(&t, t_tmp("tui.db"), 1, err), 0); /* closed while loading */
+    tui_close(&t);
+    CHECK_EQ_INT(tui_open(&t, t_tmp("tui.db"), 1, err), 0);
+    while (!tui_data_poll(&t, 0))
+        ;
+    CHECK(t.st[1].present && t.n_order == 96 && t.n_dead + t.n_dense > 0);
     tui_close(&t);
 
     /* base model only, no thumbnails, a 14x14 grid */
