@@ -245,6 +245,8 @@ typedef struct Tui {
     int full_redraw;           /* next flush: repaint everything and re-send pictures */
     int defer_pics;            /* draw: pictures not yet rendered become placeholders */
     int pics_pending;          /* draw: some were (draw again with defer_pics = 0) */
+    int n_encoded;             /* last flush: pictures rendered and encoded (not from the cache) */
+    int n_sent;                /* last flush: pictures written */
     struct TuiGfxCache *cache;
     double last_click;         /* for double clicks */
     int last_click_y, last_click_x;
@@ -379,8 +381,11 @@ const uint8_t *tui_gfx_cached(Tui *t, const TuiPic *p, int w, int h);
 int tui_gfx_render(Tui *t, const TuiPic *p, int w, int h, uint8_t **rgb, char *err);
 /* Sixel DCS for an RGB image (malloc'd into *out, *n bytes). */
 int tui_gfx_sixel(const uint8_t *rgb, int w, int h, int colors, char **out, size_t *n, char *err);
-/* Truecolor half-block rows placed at cell (y, x), wrapped in DECSC/DECRC. */
-int tui_gfx_blocks_tc(const uint8_t *rgb, int w, int h, int y, int x, char **out, size_t *n);
+/* Half-block rows of rgb (h rows: 2 a cell) at cell (y, x) in 24-bit or 256-colour SGR, in DECSC/DECRC. */
+int tui_gfx_blocks(const uint8_t *rgb, int w, int h, int y, int x, int truecolor, char **out,
+                   size_t *n);
+/* Pictures go to the terminal after doupdate (sixel; blocks curses cannot colour). */
+int tui_gfx_oob(const Tui *t);
 
 /* ---- tui_gfx.c: terminal side ---- */
 
@@ -390,6 +395,8 @@ int tui_gfx_blocks_tc(const uint8_t *rgb, int w, int h, int y, int x, char **out
  * sentinel), each reply read with select() until DA1 or timeout_ms. Fills tt.
  */
 void tui_term_probe(TuiTerm *tt, int fd, int timeout_ms);
+/* After a resize: the cell size again from TIOCGWINSZ when it is plausible (the font may change). */
+void tui_term_winsz(TuiTerm *tt, int fd);
 /* Parses terminal replies in buf (tests): fills the fields it finds. */
 void tui_term_parse(TuiTerm *tt, const char *buf, size_t n, int rows, int cols);
 /* Chooses sixel/blocks/none: forced (>= 0) wins, else env PATCHSAE_GRAPHICS, else probe. */

@@ -179,7 +179,7 @@ draw_pic(Tui *t, TuiRect r, const TuiPic *pic)
         t->frame[t->n_frame].pic = *pic;
         t->n_frame++;
     }
-    if (t->gfx == TUI_GFX_SIXEL) {
+    if (tui_gfx_oob(t)) { /* sent after doupdate by tui_gfx_flush */
         for (int y = 0; y < r.h; y++)
             for (int x = 0; x < r.w; x++)
                 cell_wch(r.y + y, r.x + x, L"\x2800", A_NORMAL, 0);
@@ -551,7 +551,7 @@ tui_image_draw(Tui *t)
         item_list(t, p, 1, title);
     } else {
         put(p.y, p.x, p.w, A(P_TITLE), "patch top latents");
-        put(p.y + 1, p.x, p.w, A(P_DIM), "hjkl, arrows or a click move the patch cursor");
+        put(p.y + 1, p.x, p.w, A(P_DIM), "hjkl or a click: patch cursor");
     }
     preds(t, l.preds);
 }

@@ -25,9 +25,10 @@
  * change) and when rows it covers were repainted. Layouts keep every picture
  * above the last row: a sixel that reaches it scrolls the whole screen.
  *
- * Half-blocks: drawn by the curses code with 256-colour pairs; with
- * COLORTERM=truecolor the same cells are then overwritten with 24-bit SGR
- * runs after doupdate, like a sixel.
+ * Half-blocks: drawn by the curses code with 256-colour pairs when terminfo
+ * has 256 colours; otherwise (TERM=xterm says 8, yet nearly every terminal
+ * takes 256) and with COLORTERM=truecolor they are written after doupdate
+ * like a sixel, as SGR 38;5 / 48;5 (or 38;2 / 48;2) runs of U+2580.
  *
  * Overlays follow PatchSAE (reference §7.3): the patch map of one latent is
  * upsampled nearest to the picture, min-max normalised, and pixels at 0 are
@@ -604,7 +605,8 @@ tui_gfx_sixel(const uint8_t *rgb, int w, int h, int colors, char **out, size_t *
 }
 
 int
-tui_gfx_blocks_tc(const uint8_t *rgb, int w, int h, int y, int x, char **out, size_t *n)
+tui_gfx_blocks(const uint8_t *rgb, int w, int h, int y, int x, int truecolor, char **out,
+               size_t *n)
 {
     Buf b = { 0 };
     buf_add(&b, "\0337", 2);
@@ -613,8 +615,11 @@ tui_gfx_blocks_tc(const uint8_t *rgb, int w, int h, int y, int x, char **out, si
         for (int c = 0; c < w; c++) {
             const uint8_t *u = rgb + ((size_t)r * w + c) * 3;
             const uint8_t *l = r + 1 < h ? u + (size_t)w * 3 : u;
-            buf_printf(&b, "\033[38;2;%d;%d;%d;48;2;%d;%d;%dm\xe2\x96\x80", u[0], u[1], u[2],
-                       l[0], l[1], l[2]);
+            if (truecolor)
+                buf_printf(&b, "\033[38;2;%d;%d;%d;48;2;%d;%d;%dm\xe2\x96\x80", u[0], u[1], u[2],
+                           l[0], l[1], l[2]);
+            else
+                buf_printf(&b, "\033[38;5;%d;48;5;%dm\xe2\x96\x80", tui_rgb256(u), tui_rgb256(l));
         }
     }
     buf_add(&b, "\033[0m\0338", 6);
@@ -722,6 +727,22 @@ tui_term_parse(TuiTerm *tt, const char *buf, size_t n, int rows, int cols)
 }
 
 void
+tui_term_winsz(TuiTerm *tt, int fd)
+{
+    struct winsize ws;
+    if (ioctl(fd, TIOCGWINSZ, &ws) != 0)
+        return;
+    int rows = ws.ws_row, cols = ws.ws_col;
+    /* plausibility as timg: tmux fakes pixel sizes, plain ptys report 0 */
+    if (!tt->in_tmux && cols > 0 && rows > 0 && ws.ws_xpixel >= 2 * cols &&
+        ws.ws_ypixel >= 4 * rows) {
+        tt->cell_w = ws.ws_xpixel / cols;
+        tt->cell_h = ws.ws_ypixel / rows;
+        tt->cell_src = "TIOCGWINSZ";
+    }
+}
+
+void
 tui_term_probe(TuiTerm *tt, int fd, int timeout_ms)
 {
     double t0 = ps_now();
@@ -740,14 +761,8 @@ tui_term_probe(TuiTerm *tt, int fd, int timeout_ms)
     if (ioctl(fd, TIOCGWINSZ, &ws) == 0) {
         rows = ws.ws_row;
         cols = ws.ws_col;
-        /* plausibility as timg: tmux fakes pixel sizes, plain ptys report 0 */
-        if (!tt->in_tmux && cols > 0 && rows > 0 && ws.ws_xpixel >= 2 * cols &&
-            ws.ws_ypixel >= 4 * rows) {
-            tt->cell_w = ws.ws_xpixel / cols;
-            tt->cell_h = ws.ws_ypixel / rows;
-            tt->cell_src = "TIOCGWINSZ";
-        }
     }
+    tui_term_winsz(tt, fd);
     struct termios old, raw;
     if (timeout_ms <= 0 || !isatty(fd) || tcgetattr(fd, &old) != 0) {
         tt->probe_ms = (ps_now() - t0) * 1e3;
@@ -850,13 +865,21 @@ write_all(int fd, const char *p, size_t n)
     }
 }
 
+int
+tui_gfx_oob(const Tui *t)
+{
+    return t->gfx == TUI_GFX_SIXEL ||
+           (t->gfx == TUI_GFX_BLOCKS && (t->term.truecolor || !t->colors256));
+}
+
 size_t
 tui_gfx_flush(Tui *t, int fd, double *encode_ms)
 {
     TuiGfxCache *c = cache(t);
     double enc = 0;
     Buf out = { 0 };
-    int oob = t->gfx == TUI_GFX_SIXEL || (t->gfx == TUI_GFX_BLOCKS && t->term.truecolor);
+    int oob = tui_gfx_oob(t);
+    t->n_encoded = t->n_sent = 0;
     for (int i = 0; i < t->n_frame && oob; i++) {
         const TuiPlace *pl = &t->frame[i];
         int need = t->full_redraw, pw, ph;
@@ -890,7 +913,9 @@ tui_gfx_flush(Tui *t, int fd, double *encode_ms)
                     continue;
                 }
                 e = store(c, &pl->pic, pw, ph, ENC_SIXEL, (unsigned char *)six, n);
+                t->n_encoded++;
             }
+            t->n_sent++;
             buf_printf(&out, "\0337\033[%d;%dH", pl->r.y + 1, pl->r.x + 1);
             buf_add(&out, e->data, e->n);
             buf_add(&out, "\0338\033[?25l", 8);
@@ -900,7 +925,7 @@ tui_gfx_flush(Tui *t, int fd, double *encode_ms)
             size_t n;
             if (!rgb)
                 continue;
-            tui_gfx_blocks_tc(rgb, pl->r.w, pl->r.h * 2, pl->r.y, pl->r.x, &tc, &n);
+            tui_gfx_blocks(rgb, pl->r.w, pl->r.h * 2, pl->r.y, pl->r.x, t->term.truecolor, &tc, &n);
             buf_add(&out, tc, n);
             free(tc);
         }

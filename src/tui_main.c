@@ -315,8 +315,10 @@ main(int argc, char **argv)
                 handle_mouse(&t);
             } else {
                 int k = map_key(rc, wch);
-                if (k == TUI_KEY_RESIZE)
+                if (k == TUI_KEY_RESIZE) {
+                    tui_term_winsz(&t.term, tty >= 0 ? tty : 0);
                     tui_resize(&t, LINES, COLS);
+                }
                 if (k >= 0)
                     tui_key(&t, k);
                 if (first < 0)
@@ -328,8 +330,10 @@ main(int argc, char **argv)
             break;
         redraw(&t, 1, &text_ms, &gfx_ms, &enc_ms, &bytes, t0);
         if (trace) {
-            fprintf(trace, "key=%d n=%d view=%s text_ms=%.3f gfx_ms=%.3f encode_ms=%.3f bytes=%zu\n",
-                    first, nkeys, tui_view_name(t.view), text_ms, gfx_ms, enc_ms, bytes);
+            fprintf(trace, "key=%d n=%d view=%s text_ms=%.3f gfx_ms=%.3f encode_ms=%.3f "
+                           "encoded=%d sent=%d bytes=%zu\n",
+                    first, nkeys, tui_view_name(t.view), text_ms, gfx_ms, enc_ms, t.n_encoded,
+                    t.n_sent, bytes);
             fflush(trace);
         }
     }

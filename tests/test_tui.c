@@ -574,10 +574,14 @@ test_sixel(Tui *t)
     CHECK(memchr(six, 'q', 12) != NULL);
     free(six);
     char *tc;
-    CHECK_EQ_INT(tui_gfx_blocks_tc(rgb, 16, 12, 3, 4, &tc, &n), 0);
+    CHECK_EQ_INT(tui_gfx_blocks(rgb, 16, 12, 3, 4, 1, &tc, &n), 0);
     CHECK(!strncmp(tc, "\0337\033[4;5H", 8));
     CHECK(strstr(tc, "\033[9;5H") != NULL); /* 6 rows of half blocks: rows 4..9 */
     CHECK(!strstr(tc, "\033[10;5H"));
+    CHECK(strstr(tc, "38;2;") && !strstr(tc, "38;5;"));
+    free(tc);
+    CHECK_EQ_INT(tui_gfx_blocks(rgb, 16, 11, 0, 0, 0, &tc, &n), 0); /* odd height: last row repeats */
+    CHECK(strstr(tc, "38;5;") && !strstr(tc, "38;2;") && strstr(tc, "\033[6;1H"));
     free(tc);
     /* a thumbnail with the mask overlay renders at any size, cached */
     TuiPic p = { TUI_PIC_THUMB, 1, 0, t->st[0].rows[0].latent, TUI_OV_MASK, 3, 1, 0 };

@@ -40,8 +40,10 @@ fi
 echo "trace: $TR" >&2
 grep -E '^(#|startup|loaded)' "$TR"
 awk '/^key=/ { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-               t[n++] = v["text_ms"] + 0; if (v["encode_ms"] + 0 > 0) e[m++] = v["encode_ms"] + 0 }
+               t[n++] = v["text_ms"] + 0; if (v["encode_ms"] + 0 > 0) e[m++] = v["encode_ms"] + 0
+               if (v["encoded"] + 0 > 0) { ms += v["encode_ms"]; pics += v["encoded"] } }
      function sort(a, k,   i, j, x) { for (i = 1; i < k; i++) { x = a[i]; for (j = i - 1; j >= 0 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } }
      END { sort(t, n); sort(e, m)
            printf "keys %d: text_ms p50 %.2f p99 %.2f max %.2f\n", n, t[int(n * 0.5)], t[int(n * 0.99)], t[n - 1]
-           if (m) printf "redraws with pictures %d: encode_ms p50 %.2f p99 %.2f max %.2f\n", m, e[int(m * 0.5)], e[int(m * 0.99)], e[m - 1] }' "$TR"
+           if (m) printf "redraws with pictures %d: encode_ms p50 %.2f p99 %.2f max %.2f\n", m, e[int(m * 0.5)], e[int(m * 0.99)], e[m - 1]
+           if (pics) printf "sixel pictures encoded %d: %.2f ms each on average (render + encode)\n", pics, ms / pics }' "$TR"
