@@ -155,6 +155,8 @@ typedef struct TuiTerm {
     int truecolor;      /* COLORTERM says 24-bit */
     int in_tmux;
     double probe_ms;
+    char left[64];      /* bytes read during the probe that were no reply (typed keys) */
+    int n_left;
 } TuiTerm;
 
 struct TuiGfxCache;

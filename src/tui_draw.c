@@ -185,9 +185,11 @@ draw_pic(Tui *t, TuiRect r, const TuiPic *pic)
                 cell_wch(r.y + y, r.x + x, L"\x2800", A_NORMAL, 0);
         return;
     }
-    int ph = t->gfx == TUI_GFX_BLOCKS && t->colors256 ? r.h * 2 : r.h;
-    const uint8_t *rgb = t->defer_pics ? tui_gfx_cached(t, pic, r.w, ph)
-                                       : tui_gfx_pixels(t, pic, r.w, ph);
+    int braille = pic->kind == TUI_PIC_SCATTER && !(t->gfx == TUI_GFX_BLOCKS && t->colors256);
+    int pw = braille ? 2 * r.w : r.w;
+    int ph = t->gfx == TUI_GFX_BLOCKS && t->colors256 ? r.h * 2 : braille ? 4 * r.h : r.h;
+    const uint8_t *rgb = t->defer_pics ? tui_gfx_cached(t, pic, pw, ph)
+                                       : tui_gfx_pixels(t, pic, pw, ph);
     if (!rgb) { /* text first: the picture comes in a second pass */
         t->pics_pending |= t->defer_pics;
         return;
@@ -198,6 +200,23 @@ draw_pic(Tui *t, TuiRect r, const TuiPic *pic)
                 const uint8_t *u = rgb + ((size_t)(2 * y) * r.w + x) * 3, *l = u + (size_t)r.w * 3;
                 int pair = alloc_pair(tui_rgb256(u), tui_rgb256(l));
                 cell_wch(r.y + y, r.x + x, L"\x2580", A_NORMAL, pair < 0 ? 0 : pair);
+            }
+        return;
+    }
+    if (pic->kind == TUI_PIC_SCATTER) { /* no colours for a plot: braille dots, 2x4 a cell */
+        for (int y = 0; y < r.h; y++)
+            for (int x = 0; x < r.w; x++) {
+                static const int bit[4][2] = { { 0x01, 0x08 }, { 0x02, 0x10 },
+                                               { 0x04, 0x20 }, { 0x40, 0x80 } };
+                int m = 0;
+                for (int dy = 0; dy < 4; dy++)
+                    for (int dx = 0; dx < 2; dx++) {
+                        const uint8_t *p = rgb + ((size_t)(4 * y + dy) * (2 * r.w) + 2 * x + dx) * 3;
+                        if (p[0] + p[1] + p[2] > 3 * 80) /* data and axes, not the decade lines */
+                            m |= bit[dy][dx];
+                    }
+                wchar_t w[2] = { (wchar_t)(0x2800 + m), 0 };
+                cell_wch(r.y + y, r.x + x, w, A_NORMAL, 0);
             }
         return;
     }
@@ -675,7 +694,6 @@ tui_overview_draw(Tui *t)
         tui_scatter_range(s->rows, s->n, &x0, &x1, &y0, &y1);
         put(sc.y + sc.h, sc.x, sc.w, A(P_DIM), "freq 1e%+.0f%*s1e%+.0f", x0 + 0.0,
             MAX(1, sc.w - 16), "", x1 + 0.0);
-        put(sc.y, 0, 1, A(P_DIM), "%s", "\xe2\x86\x91");
     } else {
         put(sc.y + 1, sc.x, sc.w, A(P_DIM), "no statistics");
     }
@@ -683,10 +701,9 @@ tui_overview_draw(Tui *t)
     if (s->present && s->n > 0) {
         float x0, x1, y0, y1;
         tui_scatter_range(s->rows, s->n, &x0, &x1, &y0, &y1);
-        put(y++, su.x, w, A(P_DIM), "y: mean activation 1e%+.0f (bottom) .. 1e%+.0f (top)",
-            y0 + 0.0, y1 + 0.0);
-        put(y++, su.x, w, A(P_DIM), "x: frequency 1e%+.0f .. 1e%+.0f, decade lines", x0 + 0.0,
-            x1 + 0.0);
+        put(y++, su.x, w, A(P_DIM), "y: mean act 1e%+.0f .. 1e%+.0f", y0 + 0.0, y1 + 0.0);
+        put(y++, su.x, w, A(P_DIM), "x: freq 1e%+.0f .. 1e%+.0f", x0 + 0.0, x1 + 0.0);
+        put(y++, su.x, w, A(P_DIM), "lines at every decade");
         y++;
     }
     put(y++, su.x, w, A(P_HDR), "index");
@@ -723,9 +740,10 @@ tui_overview_draw(Tui *t)
     put(y++, su.x, w, A(P_BAR), "blue: high entropy (many)");
     put(y++, su.x, w, A(P_DIM), "grey: too few labelled images");
     y++;
-    put(y++, su.x, w, A(P_DIM), "terminal: %s, cell %dx%d (%s)",
-        t->gfx == TUI_GFX_SIXEL ? "sixel" : t->gfx == TUI_GFX_BLOCKS ? "blocks" : "text",
-        t->term.cell_w, t->term.cell_h, t->term.cell_src ? t->term.cell_src : "default");
+    put(y++, su.x, w, A(P_DIM), "terminal: %s",
+        t->gfx == TUI_GFX_SIXEL ? "sixel" : t->gfx == TUI_GFX_BLOCKS ? "half blocks" : "text");
+    put(y++, su.x, w, A(P_DIM), "cell %dx%d px (%s)", t->term.cell_w, t->term.cell_h,
+        t->term.cell_src ? t->term.cell_src : "default");
 }
 
 /* ----------------------------------------------------------------- Help */

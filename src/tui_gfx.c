@@ -681,9 +681,8 @@ void
 tui_term_parse(TuiTerm *tt, const char *buf, size_t n, int rows, int cols)
 {
     int cell_w = 0, cell_h = 0, area_w = 0, area_h = 0;
-    for (size_t i = 0; i + 2 < n; i++) {
-        if (buf[i] != 27 || buf[i + 1] != '[')
-            continue;
+    tt->n_left = 0;
+    for (size_t i = 0; i < n; i++) {
         size_t j = i + 2;
         int priv = j < n && buf[j] == '?';
         if (priv)
@@ -691,8 +690,13 @@ tui_term_parse(TuiTerm *tt, const char *buf, size_t n, int rows, int cols)
         size_t s = j;
         while (j < n && ((buf[j] >= '0' && buf[j] <= '9') || buf[j] == ';'))
             j++;
-        if (j >= n)
-            break;
+        int reply = i + 2 < n && buf[i] == 27 && buf[i + 1] == '[' && j < n &&
+                    (buf[j] == 't' || buf[j] == 'S' || (priv && buf[j] == 'c'));
+        if (!reply) { /* a key typed during the probe: handed back to the program */
+            if (tt->n_left < (int)sizeof tt->left)
+                tt->left[tt->n_left++] = buf[i];
+            continue;
+        }
         int v[32];
         int np = params(buf + s, buf + j, v, 32);
         char fin = buf[j];

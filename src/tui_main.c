@@ -277,6 +277,8 @@ main(int argc, char **argv)
               NULL);
     tui_draw_init(&t);
     t.full_redraw = 1;
+    for (int i = t.term.n_left - 1; i >= 0; i--) /* keys typed while the terminal was asked */
+        ungetch((unsigned char)t.term.left[i]);
 
     double text_ms, gfx_ms, enc_ms;
     size_t bytes;

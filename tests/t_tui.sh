@@ -203,6 +203,9 @@ keys : 'latent 3' Enter
 check_for "Latent view in text mode" "labels of the top"
 keys Enter l
 check_for "Image view in text mode" "patch (7,7)"
+keys 5
+check_for "Overview in text mode (braille)" "x: freq"
+keys 3
 keys q q q
 check_for "q from the first view quits with status 0" "EXIT=0"
 

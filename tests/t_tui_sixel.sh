@@ -23,7 +23,7 @@ IMG=3 LAT=5
 # the session: Latent view of latent LAT, Image view of image IMG, then m m (overlay -> heat -> none)
 TS="$T_TMP/typescript"
 start=$(date +%s%N)
-( sleep 1.2; printf ':latent %s\r' $LAT; sleep 0.6; printf ':image %s\r' $IMG; sleep 0.6
+( sleep 1.5; printf ':latent %s\r' $LAT; sleep 0.6; printf ':image %s\r' $IMG; sleep 0.6
   printf m; sleep 0.5; printf m; sleep 0.5; printf Q; sleep 0.3 ) |
     TERM=xterm script -q -e -c "stty cols 100 rows 32; $TUI --graphics sixel --trace $T_TMP/trace $DB" "$TS" > /dev/null 2>&1
 rc=$?
@@ -89,5 +89,9 @@ r_cross=$(rmse "$T_TMP/mask.png" "$T_TMP/ref.png")
 awk -v r="$r_cross" -v m="$r_mask" 'BEGIN { exit !(r > 2 * m && r > 0.05) }' && ok ||
     bad "masked vs plain RMSE $r_cross is not clearly above $r_mask"
 echo "rmse: plain $r_none, mask $r_mask, mask-vs-plain $r_cross ($active/196 patches active)" >&2
+# a key typed while the terminal is being asked is not lost: '5' at once opens the Overview
+( printf 5; sleep 1.5; printf Q; sleep 0.3 ) |
+    TERM=xterm script -q -e -c "stty cols 100 rows 32; $TUI --graphics sixel $DB" "$TS.2" > /dev/null 2>&1
+grep -q 'SAE latents' "$TS.2" && ok || bad "a key typed during the terminal probe was lost"
 [ -n "${PS_KEEP_TMP:-}" ] && cp "$T_TMP"/*.png /tmp/ 2>/dev/null
 t_done

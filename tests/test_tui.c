@@ -326,12 +326,23 @@ test_views(Tui *t)
     t->quit = 0;
 
     /* commands and the other views */
+    /* eval results: the accuracy comes from `orig`, the masking curve from on/off rows */
+    static const char *const modes[] = { "orig", "off", "off", "on", "on" };
+    static const int ks[] = { 0, 1, 10, 1, 10 };
+    for (int i = 0; i < 5; i++) {
+        IdxEval e = { t->model_id[0], t->dataset_id, t->sae_id, t->model_id[0], 3, "", ks[i], 20,
+                      50.0 + i };
+        snprintf(e.mode, sizeof e.mode, "%s", modes[i]);
+        CHECK_EQ_INT(idx_put_eval(t->ix, &e, NULL), 0);
+    }
     CHECK_EQ_INT(tui_command(t, "class class 3"), 0);
+    CHECK_EQ_INT(t->cs[0].n_evals, 5);
+    CHECK(t->cs[0].acc_from_eval && t->cs[0].acc == 50.0);
+    CHECK(!t->cs[1].acc_from_eval);
     CHECK_EQ_INT(t->view, TUI_CLASS);
     CHECK_EQ_INT(t->cls, 3);
     CHECK(t->cs[0].n_top > 0 && t->cs[1].n_top > 0);
-    CHECK(!isnan(t->cs[0].acc));
-    CHECK_NEAR(t->cs[0].acc, tui_data_class_acc(t, t->model_id[0], 3), 1e-9);
+    CHECK_NEAR(t->acc[0][3], tui_data_class_acc(t, t->model_id[0], 3), 1e-9);
     CHECK_NEAR(t->cs[1].acc, tui_data_class_acc(t, t->model_id[1], 3), 1e-9);
     keys(t, "j");
     CHECK_EQ_INT(t->cls, 4);
@@ -522,6 +533,13 @@ test_term(void)
     tui_term_parse(&t3, tmux, sizeof tmux - 1, 32, 100);
     CHECK(!t3.sixel);
     CHECK_EQ_INT(t3.cell_w, 8); /* TIOCGWINSZ wins */
+    /* keys typed during the probe are kept, replies are not */
+    TuiTerm t6 = { .cell_w = 10, .cell_h = 20, .cell_src = "default", .colors = 256 };
+    static const char mixed[] = "j\033[6;17;8tk\033[A\033[?62;4cq";
+    tui_term_parse(&t6, mixed, sizeof mixed - 1, 32, 100);
+    CHECK(t6.sixel && t6.cell_w == 8);
+    CHECK_EQ_INT(t6.n_left, 6);
+    CHECK(!memcmp(t6.left, "jk\033[Aq", 6));
     /* hostile replies: truncated, absurd, garbage */
     TuiTerm t4 = { .cell_w = 10, .cell_h = 20, .cell_src = "default", .colors = 256 };
     static const char junk[] = "\033[6;0;99999999t\033[4;1;1t\033[?\033[\033[?1;0;9999S\033[?62;4";
