@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "idx.h"
 #include "ps.h"
@@ -22,13 +23,26 @@ cmp_d(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* CPU time of this thread: the machine is shared, so wall time alone overstates. */
+static double
+cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double g_cpu0;
+
 static void
 report(const char *what, double *t, int n, double limit)
 {
+    double cpu = (cpu_now() - g_cpu0) / n * 1e3;
     qsort(t, (size_t)n, sizeof *t, cmp_d);
-    double med = t[n / 2] * 1e3, p95 = t[(int)(n * 0.95)] * 1e3, mx = t[n - 1] * 1e3;
-    printf("%-44s median %8.3f ms  p95 %8.3f ms  max %8.3f ms  (target <= %g ms: %s)\n", what,
-           med, p95, mx, limit, med <= limit ? "ok" : "MISSED");
+    double med = t[n / 2] * 1e3, p95 = t[(int)(n * 0.95)] * 1e3;
+    printf("%-50s wall median %8.3f ms p95 %8.3f ms | CPU mean %8.3f ms | <= %g ms: %s\n", what,
+           med, p95, cpu, limit, med <= limit ? "ok" : "MISSED");
+    g_cpu0 = cpu_now();
 }
 
 static unsigned long long rs = 88172645463325252ull;
@@ -90,6 +104,7 @@ main(int argc, char **argv)
     IdxAct acts[256];
     float map[256];
     int n;
+    g_cpu0 = cpu_now();
     for (int r = 0; r < reps; r++) {
         int32_t s = (int32_t)(rnd() % (unsigned)S);
         double t0 = ps_now();
@@ -97,6 +112,7 @@ main(int argc, char **argv)
         t[r] = ps_now() - t0;
     }
     report("top images of a latent (16 rows)", t, reps, 5);
+    g_cpu0 = cpu_now();
     for (int r = 0; r < reps; r++) {
         int64_t img = 1 + (int64_t)(rnd() % (unsigned)N);
         int tok = 1 + (int)(rnd() % 196);
@@ -106,6 +122,7 @@ main(int argc, char **argv)
         t[r] = ps_now() - t0;
     }
     report("latents on a patch (both models)", t, reps, 5);
+    g_cpu0 = cpu_now();
     for (int r = 0; r < reps; r++) {
         int64_t img = 1 + (int64_t)(rnd() % (unsigned)N);
         double t0 = ps_now();
@@ -114,6 +131,7 @@ main(int argc, char **argv)
         t[r] = ps_now() - t0;
     }
     report("image top latents (both models)", t, reps, 10);
+    g_cpu0 = cpu_now();
     for (int r = 0; r < reps; r++) {
         int64_t img = 1 + (int64_t)(rnd() % (unsigned)N);
         int32_t s = (int32_t)(rnd() % 64);
@@ -123,6 +141,7 @@ main(int argc, char **argv)
         t[r] = ps_now() - t0;
     }
     report("map of a latent on an image (both models)", t, reps, 5);
+    g_cpu0 = cpu_now();
     for (int r = 0; r < reps; r++) {
         int64_t img = 1 + (int64_t)(rnd() % (unsigned)N);
         void *j;
@@ -135,13 +154,29 @@ main(int argc, char **argv)
     }
     report("thumbnail of an image", t, reps, 5);
     int sreps = reps / 10 > 5 ? reps / 10 : 5;
+    /* first list on a freshly opened index: loads 49,152 rows into memory and sorts them */
+    g_cpu0 = cpu_now();
+    for (int r = 0; r < sreps; r++) {
+        Idx *fresh;
+        IdxLatent *ls;
+        int64_t total;
+        idx_open_readonly(&fresh, argv[1], err);
+        double t0 = ps_now();
+        idx_latents(fresh, ss[0].id, IDX_SORT_FREQ, 1, NULL, 100, 0, &ls, &n, &total, err);
+        t[r] = ps_now() - t0;
+        free(ls);
+        idx_close(fresh);
+    }
+    report("latent list, first call (load + sort, 100 rows)", t, sreps, 50);
     static const int sorts[] = { IDX_SORT_FREQ, IDX_SORT_MEAN, IDX_SORT_MAX, IDX_SORT_ENTROPY };
     for (size_t k = 0; k < LEN(sorts); k++) {
         for (int lim = 0; lim < 2; lim++) {
+            g_cpu0 = cpu_now();
             for (int r = 0; r < sreps; r++) {
                 IdxLatent *ls;
                 int64_t total;
                 double t0 = ps_now();
+                /* alternate the direction so every call sorts again */
                 if (idx_latents(ix, ss[0].id, sorts[k], r & 1, NULL, lim ? 100 : 0, 0, &ls, &n,
                                 &total, err)) {
                     fprintf(stderr, "%s\n", err);
@@ -152,10 +187,21 @@ main(int argc, char **argv)
             }
             char what[96];
             snprintf(what, sizeof what, "sort all latents by %s (%s)", idx_sort_name(sorts[k]),
-                     lim ? "first 100 rows" : "all rows");
+                     lim ? "first 100 rows" : "all rows copied out");
             report(what, t, sreps, 50);
         }
     }
+    g_cpu0 = cpu_now();
+    for (int r = 0; r < reps; r++) {
+        IdxLatent *ls;
+        int64_t total;
+        double t0 = ps_now();
+        idx_latents(ix, ss[0].id, IDX_SORT_ENTROPY, 1, NULL, 50, (int)(rnd() % 49000), &ls, &n,
+                    &total, err);
+        t[r] = ps_now() - t0;
+        free(ls);
+    }
+    report("a page of 50 rows of the same sorted list", t, reps, 5);
     free(t);
     free(ss);
     idx_close(ix);

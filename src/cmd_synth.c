@@ -4,6 +4,7 @@
  * real format (idx_synth), to try the explorer and `query` without a model
  * and to benchmark queries at full scale (bench/bench_idx.sh).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,16 +18,25 @@ const char cmd_synth_usage[] =
     "write a synthetic index (random content, real format) for trials and benchmarks\n"
     "usage: patchsae synth OUT.db [--images N] [--latents S] [--grid G] [--l0 L]\n"
     "                      [--classes C] [--models 1|2] [--k-blob K] [--k-top K]\n"
-    "                      [--thumb PX] [--seed N] [--shard I/N] [--quiet]\n"
+    "                      [--thumb PX] [--seed N] [--shard I/N] [--checkpoint N]\n"
+    "                      [--resume] [--quiet]\n"
     "\n"
     "Defaults: 100 images, 512 latents, grid 4, l0 20, 10 classes, 2 models, thumbnails\n"
     "of 32 px. ViT-B/16 scale: --images 50000 --latents 49152 --grid 14 --thumb 224.\n"
-    "OUT.db must not exist.\n";
+    "A checkpoint (rows and statistics snapshot) is committed every --checkpoint\n"
+    "images (500); --resume continues an interrupted run. OUT.db must not exist\n"
+    "unless --resume is given.\n";
 
+static int g_quiet, g_kill_at = -1;
+
+/* Progress on stderr; PS_SYNTH_KILL_AT=N kills the process (SIGKILL) at image N, for crash tests. */
 static void
 show(int done, int total)
 {
-    fprintf(stderr, "\r%d / %d images", done, total);
+    if (done == g_kill_at)
+        kill(getpid(), SIGKILL);
+    if (!g_quiet && (done % 1000 == 0 || done == total))
+        fprintf(stderr, "\r%d / %d images", done, total);
 }
 
 int
@@ -41,6 +51,10 @@ cmd_synth(int argc, char **argv)
         int *dst = NULL;
         if (!strcmp(a, "--quiet")) {
             quiet = 1;
+            continue;
+        }
+        if (!strcmp(a, "--resume")) {
+            s.resume = 1;
             continue;
         }
         if (!strcmp(a, "--images"))
@@ -61,6 +75,8 @@ cmd_synth(int argc, char **argv)
             dst = &s.k_top;
         else if (!strcmp(a, "--thumb"))
             dst = &s.thumb;
+        else if (!strcmp(a, "--checkpoint"))
+            dst = &s.checkpoint;
         else if (!strcmp(a, "--seed") || !strcmp(a, "--shard")) {
             if (i + 1 >= argc)
                 goto usage;
@@ -93,21 +109,25 @@ cmd_synth(int argc, char **argv)
     }
     if (!out)
         goto usage;
-    if (access(out, F_OK) == 0) {
-        fprintf(stderr, "patchsae synth: %s exists\n", out);
+    if (!s.resume && access(out, F_OK) == 0) {
+        fprintf(stderr, "patchsae synth: %s exists (--resume continues it)\n", out);
         return 2;
     }
+    const char *k = getenv("PS_SYNTH_KILL_AT");
+    g_kill_at = k ? atoi(k) : -1;
+    g_quiet = quiet || !isatty(2);
     char err[PS_ERRLEN];
     Idx *ix;
     int rc = idx_open(&ix, out, err);
     if (!rc)
-        rc = idx_synth(ix, &s, quiet || !isatty(2) ? NULL : show, err);
+        rc = idx_synth(ix, &s, show, err);
     idx_close(ix);
-    if (!quiet && isatty(2))
+    if (!g_quiet)
         fputc('\n', stderr);
     if (rc) {
         fprintf(stderr, "patchsae synth: %s\n", err);
-        unlink(out);
+        if (!s.resume)
+            unlink(out);
         return 2;
     }
     return 0;

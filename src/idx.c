@@ -17,6 +17,7 @@
  */
 #include "idx.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -440,11 +441,57 @@ static const char *const sql_text[Q_N] = {
                    "(?3 < 0 OR class = ?3) ORDER BY class, grp, coalesce(base_rank, 1e9), latent",
 };
 
+/* A latent's sort key: NULLs last, then k ascending (negated for descending), then latent. */
+typedef struct SortKey {
+    int null;
+    double k;
+    int32_t latent;
+} SortKey;
+
+/* One latent's statistics, compact, for the in-memory latent list. */
+typedef struct LatRow {
+    int32_t latent, top_class;  /* top_class -1 = NULL */
+    int64_t n_active;
+    double v[7];                /* freq mean max maxpatch entropy share std; NAN = NULL */
+} LatRow;
+
+typedef struct Ann {
+    int32_t latent;
+    char *name, *note;
+} Ann;
+
+/*
+ * The latent list cache: all rows of one statset, the SAE's annotations and
+ * the dataset's class names, valid while PRAGMA data_version (changes by
+ * other connections) and gen (our own writes) are unchanged; plus the last
+ * sorted, filtered order.
+ */
+typedef struct LatCache {
+    int valid;
+    int64_t statset, dv;
+    unsigned gen;
+    void *mem;                  /* ps_big_alloc'd: rows, order and keys for cap latents */
+    size_t mem_n;
+    LatRow *rows;               /* (n) by latent */
+    int n, cap;
+    Ann *ann;                   /* (n_ann) by latent */
+    int n_ann;
+    char **cls;                 /* (n_cls) class names */
+    int n_cls;
+    int32_t *order;             /* (n_order) latents, sorted and filtered */
+    struct SortKey *keys;       /* (cap) sort scratch */
+    int n_order, o_valid, o_sort, o_desc;
+    IdxFilter o_f;
+    char *o_search;
+} LatCache;
+
 struct Idx {
     sqlite3 *db;
     char path[512];
     int readonly;
+    unsigned gen;               /* bumped by our writes to latents and annotations */
     sqlite3_stmt *q[Q_N];
+    LatCache lc;
 };
 
 static int
@@ -648,6 +695,17 @@ idx_close(Idx *ix)
     for (int i = 0; i < Q_N; i++)
         sqlite3_finalize(ix->q[i]);
     sqlite3_close(ix->db);
+    LatCache *c = &ix->lc;
+    for (int i = 0; i < c->n_ann; i++) {
+        free(c->ann[i].name);
+        free(c->ann[i].note);
+    }
+    for (int i = 0; i < c->n_cls; i++)
+        free(c->cls[i]);
+    free(c->ann);
+    free(c->cls);
+    ps_big_free(c->mem, c->mem_n);
+    free(c->o_search);
     free(ix);
 }
 
@@ -1075,6 +1133,7 @@ idx_add_statset(Idx *ix, int64_t model, int64_t dataset, int64_t sae, int k_top,
 int
 idx_clear_statset(Idx *ix, int64_t statset, char *err)
 {
+    ix->gen++;
     static const char *const tables[] = { "latent_stats", "latent_top", "latent_labels",
                                           "class_counts", "class_top" };
     for (size_t i = 0; i < LEN(tables); i++) {
@@ -1093,6 +1152,7 @@ idx_clear_statset(Idx *ix, int64_t statset, char *err)
 int
 idx_set_statset_done(Idx *ix, int64_t statset, int64_t n_images, char *err)
 {
+    ix->gen++;
     sqlite3_stmt *s = st(ix, Q_SS_DONE, err);
     if (!s)
         return PS_EDB;
@@ -1104,6 +1164,7 @@ idx_set_statset_done(Idx *ix, int64_t statset, int64_t n_images, char *err)
 int
 idx_put_latent(Idx *ix, int64_t statset, const IdxLatent *l, char *err)
 {
+    ix->gen++;
     sqlite3_stmt *s = st(ix, Q_LAT_PUT, err);
     if (!s)
         return PS_EDB;
@@ -1268,6 +1329,7 @@ idx_diff_compute(Idx *ix, int64_t base, int64_t adapted, int hi, int lo, char *e
 int
 idx_annotate(Idx *ix, int64_t sae, int32_t latent, const char *name, const char *note, char *err)
 {
+    ix->gen++;
     char tm[32];
     now_iso(tm, sizeof tm);
     sqlite3_stmt *s = st(ix, Q_ANN_PUT, err);
@@ -1284,6 +1346,7 @@ idx_annotate(Idx *ix, int64_t sae, int32_t latent, const char *name, const char 
 int
 idx_unannotate(Idx *ix, int64_t sae, int32_t latent, char *err)
 {
+    ix->gen++;
     sqlite3_stmt *s = st(ix, Q_ANN_DEL, err);
     if (!s)
         return PS_EDB;
@@ -1512,10 +1575,6 @@ idx_models(Idx *ix, IdxModel **out, int *n, char *err)
 
 static const char *const sort_names[] = { "latent", "freq", "mean", "max", "maxpatch",
                                           "entropy", "share", "std" };
-static const char *const sort_cols[] = { "l.latent", "l.freq", "l.mean_act", "l.max_act",
-                                         "l.max_patch", "l.entropy", "l.top_share",
-                                         "l.label_std" };
-
 int
 idx_sort_parse(const char *s)
 {
@@ -1557,6 +1616,285 @@ latent_row(sqlite3_stmt *s, IdxLatent *l)
     col_text(s, 11, l->name, sizeof l->name);
 }
 
+static void
+cache_clear(LatCache *c)
+{
+    for (int i = 0; i < c->n_ann; i++) {
+        free(c->ann[i].name);
+        free(c->ann[i].note);
+    }
+    for (int i = 0; i < c->n_cls; i++)
+        free(c->cls[i]);
+    free(c->ann);
+    free(c->cls);
+    c->ann = NULL;
+    c->cls = NULL;
+    c->n_ann = c->n_cls = c->n = 0;
+    c->valid = c->o_valid = 0;
+}
+
+static int64_t
+data_version(Idx *ix)
+{
+    sqlite3_stmt *s;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(ix->db, "PRAGMA data_version", -1, &s, NULL) == SQLITE_OK) {
+        if (sqlite3_step(s) == SQLITE_ROW)
+            v = sqlite3_column_int64(s, 0);
+        sqlite3_finalize(s);
+    }
+    return v;
+}
+
+/* Loads (or keeps) the latent list cache of statset. */
+static int
+cache_load(Idx *ix, int64_t statset, char *err)
+{
+    LatCache *c = &ix->lc;
+    int64_t dv = data_version(ix);
+    if (c->valid && c->statset == statset && c->dv == dv && c->gen == ix->gen)
+        return PS_OK;
+    cache_clear(c);
+    IdxStatset ss;
+    int rc = idx_statset(ix, statset, &ss, err);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(ix->db,
+                           "SELECT latent, n_active, freq, mean_act, max_act, max_patch, entropy, "
+                           "top_share, label_std, top_class FROM latent_stats WHERE statset_id = "
+                           "?1 ORDER BY latent", -1, &s, NULL) != SQLITE_OK)
+        return dberr(ix, err, "list latents");
+    sqlite3_bind_int64(s, 1, statset);
+    if (ss.d_sae > c->cap) { /* one mapping for rows, order and keys, reused */
+        ps_big_free(c->mem, c->mem_n);
+        c->cap = 0;
+        c->mem_n = (size_t)ss.d_sae * (sizeof *c->rows + sizeof *c->order + sizeof *c->keys);
+        c->mem = ps_big_alloc(c->mem_n);
+        if (!c->mem) {
+            sqlite3_finalize(s);
+            return ps_seterr(err, PS_ENOMEM, "latent list of %d latents", ss.d_sae);
+        }
+        c->cap = ss.d_sae;
+        c->rows = c->mem;
+        c->keys = (SortKey *)(c->rows + c->cap);
+        c->order = (int32_t *)(c->keys + c->cap);
+    }
+    int r;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        if (c->n == c->cap) {
+            sqlite3_finalize(s);
+            cache_clear(c);
+            return ps_seterr(err, PS_EFORMAT, "%s: statistics set %lld has more rows than its "
+                             "%d latents", ix->path, (long long)statset, ss.d_sae);
+        }
+        LatRow *l = &c->rows[c->n++];
+        l->latent = sqlite3_column_int(s, 0);
+        l->n_active = sqlite3_column_int64(s, 1);
+        for (int j = 0; j < 7; j++)
+            l->v[j] = col_real(s, 2 + j);
+        l->top_class = col_int_or(s, 9, -1);
+    }
+    sqlite3_finalize(s);
+    if (r != SQLITE_DONE) {
+        cache_clear(c);
+        return dberr(ix, err, "list latents");
+    }
+    /* annotations of the SAE, by latent */
+    if (sqlite3_prepare_v2(ix->db, "SELECT latent, name, note FROM annotations WHERE sae_id = ?1 "
+                           "ORDER BY latent", -1, &s, NULL) != SQLITE_OK)
+        return dberr(ix, err, "list annotations");
+    sqlite3_bind_int64(s, 1, ss.sae_id);
+    int cap = 0;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        if (c->n_ann == cap) {
+            cap = cap ? 2 * cap : 16;
+            c->ann = xrealloc(c->ann, (size_t)cap * sizeof *c->ann);
+        }
+        const unsigned char *nm = sqlite3_column_text(s, 1), *nt = sqlite3_column_text(s, 2);
+        c->ann[c->n_ann++] = (Ann){ sqlite3_column_int(s, 0), xstrdup(nm ? (const char *)nm : ""),
+                                    xstrdup(nt ? (const char *)nt : "") };
+    }
+    sqlite3_finalize(s);
+    /* class names of the dataset */
+    if (sqlite3_prepare_v2(ix->db, "SELECT idx, name FROM classes WHERE dataset_id = ?1 AND "
+                           "idx >= 0 AND idx < 10000000 ORDER BY idx", -1, &s, NULL) != SQLITE_OK)
+        return dberr(ix, err, "list classes");
+    sqlite3_bind_int64(s, 1, ss.dataset_id);
+    cap = 0;
+    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+        int k = sqlite3_column_int(s, 0);
+        if (k >= cap) {
+            int nc = MAX(k + 1, 2 * cap);
+            c->cls = xrealloc(c->cls, (size_t)nc * sizeof *c->cls);
+            memset(c->cls + cap, 0, (size_t)(nc - cap) * sizeof *c->cls);
+            cap = nc;
+        }
+        const unsigned char *nm = sqlite3_column_text(s, 1);
+        free(c->cls[k]);
+        c->cls[k] = xstrdup(nm ? (const char *)nm : "");
+        c->n_cls = MAX(c->n_cls, k + 1);
+    }
+    sqlite3_finalize(s);
+    c->statset = statset;
+    c->dv = dv;
+    c->gen = ix->gen;
+    c->valid = 1;
+    return PS_OK;
+}
+
+static const Ann *
+find_ann(const LatCache *c, int32_t latent)
+{
+    int lo = 0, hi = c->n_ann - 1;
+    while (lo <= hi) {
+        int m = (lo + hi) / 2;
+        if (c->ann[m].latent == latent)
+            return &c->ann[m];
+        if (c->ann[m].latent < latent)
+            lo = m + 1;
+        else
+            hi = m - 1;
+    }
+    return NULL;
+}
+
+/* Case-insensitive (ASCII) substring test. */
+static int
+has_ci(const char *hay, const char *needle)
+{
+    if (!hay)
+        return 0;
+    size_t n = strlen(needle);
+    for (; *hay; hay++) {
+        size_t i = 0;
+        while (i < n && hay[i] &&
+               tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]))
+            i++;
+        if (i == n)
+            return 1;
+    }
+    return n == 0;
+}
+
+static int
+key_cmp(const void *pa, const void *pb)
+{
+    const SortKey *a = pa, *b = pb;
+    if (a->null != b->null)
+        return a->null - b->null;
+    if (a->k != b->k)
+        return a->k < b->k ? -1 : 1;
+    return (a->latent > b->latent) - (a->latent < b->latent);
+}
+
+static int
+same_filter(const LatCache *c, const IdxFilter *f)
+{
+    const IdxFilter *g = &c->o_f;
+#define SAMED(x) ((isnan(f->x) && isnan(g->x)) || f->x == g->x)
+    if (f->hide_dead != g->hide_dead || f->top_class != g->top_class ||
+        f->annotated != g->annotated || !SAMED(min_freq) || !SAMED(max_freq) ||
+        !SAMED(min_mean) || !SAMED(max_mean) || !SAMED(min_entropy) || !SAMED(max_entropy))
+        return 0;
+#undef SAMED
+    const char *a = f->search && f->search[0] ? f->search : NULL, *b = c->o_search;
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+static int
+keep(const LatCache *c, const LatRow *l, const IdxFilter *f)
+{
+    if (f->hide_dead && l->n_active == 0)
+        return 0;
+#define OUT(v, lo, hi) ((!isnan(lo) && !((v) >= (lo))) || (!isnan(hi) && !((v) <= (hi))))
+    if (OUT(l->v[0], f->min_freq, f->max_freq) || OUT(l->v[1], f->min_mean, f->max_mean) ||
+        OUT(l->v[4], f->min_entropy, f->max_entropy))
+        return 0;
+#undef OUT
+    if (f->top_class >= 0 && l->top_class != f->top_class)
+        return 0;
+    const Ann *a = (f->annotated || (f->search && f->search[0])) ? find_ann(c, l->latent) : NULL;
+    if (f->annotated && !a)
+        return 0;
+    if (f->search && f->search[0]) {
+        const char *cn = l->top_class >= 0 && l->top_class < c->n_cls ? c->cls[l->top_class] : NULL;
+        if (!(a && (has_ci(a->name, f->search) || has_ci(a->note, f->search))) &&
+            !has_ci(cn, f->search))
+            return 0;
+    }
+    return 1;
+}
+
+/* Sorts and filters the cached rows into c->order (kept while the parameters repeat). */
+static void
+cache_order(LatCache *c, int sort, int desc, const IdxFilter *f)
+{
+    if (c->o_valid && c->o_sort == sort && c->o_desc == !!desc && same_filter(c, f))
+        return;
+    static const int col[] = { -1, 0, 1, 2, 3, 4, 5, 6 }; /* IdxSort -> v[] */
+    SortKey *k = c->keys;
+    int n = 0;
+    for (int i = 0; i < c->n; i++) {
+        const LatRow *l = &c->rows[i];
+        if (!keep(c, l, f))
+            continue;
+        double v = sort == IDX_SORT_LATENT ? (double)l->latent : l->v[col[sort]];
+        k[n++] = (SortKey){ isnan(v), isnan(v) ? 0 : desc ? -v : v, l->latent };
+    }
+    qsort(k, (size_t)n, sizeof *k, key_cmp);
+    for (int i = 0; i < n; i++)
+        c->order[i] = k[i].latent;
+    c->n_order = n;
+    c->o_sort = sort;
+    c->o_desc = !!desc;
+    c->o_f = *f;
+    free(c->o_search);
+    c->o_search = f->search && f->search[0] ? xstrdup(f->search) : NULL;
+    c->o_f.search = c->o_search;
+    c->o_valid = 1;
+}
+
+static const LatRow *
+cache_row(const LatCache *c, int32_t latent)
+{
+    if (latent >= 0 && latent < c->n && c->rows[latent].latent == latent)
+        return &c->rows[latent]; /* the usual case: rows 0..S-1 all present */
+    int lo = 0, hi = c->n - 1;
+    while (lo <= hi) {
+        int m = (lo + hi) / 2;
+        if (c->rows[m].latent == latent)
+            return &c->rows[m];
+        if (c->rows[m].latent < latent)
+            lo = m + 1;
+        else
+            hi = m - 1;
+    }
+    return NULL;
+}
+
+int
+idx_latent_order(Idx *ix, int64_t statset, int sort, int desc, const IdxFilter *f,
+                 const int32_t **order, int *n, char *err)
+{
+    *order = NULL;
+    *n = 0;
+    if (sort < 0 || sort > IDX_SORT_STD)
+        return ps_seterr(err, PS_EUSAGE, "unknown sort key %d", sort);
+    IdxFilter none;
+    if (!f) {
+        idx_filter_init(&none);
+        f = &none;
+    }
+    int rc = cache_load(ix, statset, err);
+    if (rc)
+        return rc;
+    cache_order(&ix->lc, sort, desc, f);
+    *order = ix->lc.order;
+    *n = ix->lc.n_order;
+    return PS_OK;
+}
+
 int
 idx_latents(Idx *ix, int64_t statset, int sort, int desc, const IdxFilter *f, int limit,
             int offset, IdxLatent **out, int *n, int64_t *total, char *err)
@@ -1565,82 +1903,40 @@ idx_latents(Idx *ix, int64_t statset, int sort, int desc, const IdxFilter *f, in
     *n = 0;
     if (total)
         *total = 0;
-    if (sort < 0 || sort >= (int)LEN(sort_cols))
-        return ps_seterr(err, PS_EUSAGE, "unknown sort key %d", sort);
-    IdxFilter none;
-    if (!f) {
-        idx_filter_init(&none);
-        f = &none;
+    const int32_t *order;
+    int no;
+    int rc = idx_latent_order(ix, statset, sort, desc, f, &order, &no, err);
+    if (rc)
+        return rc;
+    if (total)
+        *total = no;
+    offset = MAX(offset, 0);
+    int m = offset >= no ? 0 : limit > 0 ? MIN(limit, no - offset) : no - offset;
+    if (m == 0)
+        return PS_OK;
+    const LatCache *c = &ix->lc;
+    IdxLatent *o = xmalloc((size_t)m * sizeof *o);
+    for (int i = 0; i < m; i++) {
+        const LatRow *l = cache_row(c, order[offset + i]);
+        IdxLatent *x = &o[i];
+        x->latent = l->latent;
+        x->n_active = l->n_active;
+        x->freq = l->v[0];
+        x->mean_act = l->v[1];
+        x->max_act = l->v[2];
+        x->max_patch = l->v[3];
+        x->entropy = l->v[4];
+        x->top_share = l->v[5];
+        x->label_std = l->v[6];
+        x->top_class = l->top_class;
+        const char *cn = l->top_class >= 0 && l->top_class < c->n_cls ? c->cls[l->top_class] : NULL;
+        snprintf(x->top_class_name, sizeof x->top_class_name, "%s", cn ? cn : "");
+        const Ann *a = find_ann(c, l->latent);
+        snprintf(x->name, sizeof x->name, "%s", a ? a->name : "");
     }
-    char sql[2048];
-    int o = snprintf(sql, sizeof sql,
-                     "SELECT l.latent, l.n_active, l.freq, l.mean_act, l.max_act, l.max_patch, "
-                     "l.entropy, l.label_std, l.top_share, l.top_class, c.name, a.name, "
-                     "count(*) OVER () FROM latent_stats l JOIN statsets s ON s.id = l.statset_id "
-                     "LEFT JOIN classes c ON c.dataset_id = s.dataset_id AND c.idx = l.top_class "
-                     "LEFT JOIN annotations a ON a.sae_id = s.sae_id AND a.latent = l.latent "
-                     "WHERE l.statset_id = ?1");
-#define ADD(...) (o += snprintf(sql + o, sizeof sql - (size_t)o, __VA_ARGS__))
-    if (f->hide_dead)
-        ADD(" AND l.n_active > 0");
-    if (!isnan(f->min_freq))
-        ADD(" AND l.freq >= ?2");
-    if (!isnan(f->max_freq))
-        ADD(" AND l.freq <= ?3");
-    if (!isnan(f->min_mean))
-        ADD(" AND l.mean_act >= ?4");
-    if (!isnan(f->max_mean))
-        ADD(" AND l.mean_act <= ?5");
-    if (!isnan(f->min_entropy))
-        ADD(" AND l.entropy >= ?6");
-    if (!isnan(f->max_entropy))
-        ADD(" AND l.entropy <= ?7");
-    if (f->top_class >= 0)
-        ADD(" AND l.top_class = ?8");
-    if (f->search && f->search[0])
-        ADD(" AND (instr(lower(a.name), lower(?9)) OR instr(lower(a.note), lower(?9)) OR "
-            "instr(lower(c.name), lower(?9)))");
-    if (f->annotated)
-        ADD(" AND a.name IS NOT NULL");
-    if (sort == IDX_SORT_LATENT)
-        ADD(" ORDER BY l.latent %s", desc ? "DESC" : "");
-    else
-        ADD(" ORDER BY %s IS NULL, %s %s, l.latent", sort_cols[sort], sort_cols[sort],
-            desc ? "DESC" : "");
-    if (limit > 0)
-        ADD(" LIMIT %d OFFSET %d", limit, offset > 0 ? offset : 0);
-#undef ADD
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(ix->db, sql, -1, &s, NULL) != SQLITE_OK)
-        return dberr(ix, err, "list latents");
-    sqlite3_bind_int64(s, 1, statset);
-    bind_real(s, 2, f->min_freq);
-    bind_real(s, 3, f->max_freq);
-    bind_real(s, 4, f->min_mean);
-    bind_real(s, 5, f->max_mean);
-    bind_real(s, 6, f->min_entropy);
-    bind_real(s, 7, f->max_entropy);
-    sqlite3_bind_int(s, 8, f->top_class);
-    bind_text(s, 9, f->search);
-    int r, cap = 0;
-    while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 256;
-            *out = xrealloc(*out, (size_t)cap * sizeof **out);
-        }
-        latent_row(s, &(*out)[(*n)++]);
-        if (total)
-            *total = sqlite3_column_int64(s, 12);
-    }
-    int rc = PS_OK;
-    if (r != SQLITE_DONE) {
-        rc = dberr(ix, err, "list latents");
-        free(*out);
-        *out = NULL;
-        *n = 0;
-    }
-    sqlite3_finalize(s);
-    return rc;
+    *out = o;
+    *n = m;
+    return PS_OK;
 }
 
 int

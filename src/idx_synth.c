@@ -37,6 +37,7 @@ idx_synth_init(IdxSynth *s)
     s->n_models = 2;
     s->thumb = 32;
     s->seed = 1;
+    s->checkpoint = 500;
 }
 
 static uint64_t
@@ -193,10 +194,51 @@ idx_synth(Idx *ix, const IdxSynth *s, void (*progress)(int, int), char *err)
     StatsConfig cfg;
     stats_config_init(&cfg, S, s->n_classes);
     cfg.k_top = s->k_top;
+    int sn = s->shard_n > 0 ? s->shard_n : 1, si = s->shard_i;
+    int64_t from = -1; /* images of this shard already checkpointed */
+    int finished = 0;
     for (int i = 0; i < NM && !rc; i++) {
-        rc = stats_init(&st[i], &cfg, err);
-        if (!rc)
-            rc = idx_add_statset(ix, model[i], d.id, a.id, cfg.k_top, cfg.tau, &ss[i], err);
+        rc = idx_add_statset(ix, model[i], d.id, a.id, cfg.k_top, cfg.tau, &ss[i], err);
+        IdxProgress p = { model[i], d.id, a.id, si, sn, -1, 0, 0 };
+        int found = 0;
+        void *state = NULL;
+        size_t state_n = 0;
+        if (!rc && s->resume)
+            rc = idx_get_progress(ix, &p, &found, &state, &state_n, err);
+        if (!rc && found && state) {
+            rc = stats_load(&st[i], state, state_n, err);
+            if (!rc && (from >= 0 && from != p.n_done))
+                rc = ps_seterr(err, PS_EFORMAT, "idx_synth: models checkpointed at %lld and %lld",
+                               (long long)from, (long long)p.n_done);
+            from = p.n_done;
+            finished = p.done;
+        } else if (!rc && found) {
+            rc = ps_seterr(err, PS_EFORMAT, "idx_synth: progress row without a snapshot");
+        } else if (!rc) {
+            if (from > 0)
+                rc = ps_seterr(err, PS_EFORMAT, "idx_synth: one model has no checkpoint");
+            else
+                rc = stats_init(&st[i], &cfg, err);
+            from = 0;
+        }
+        free(state);
+    }
+    if (!rc && !s->resume) {
+        int64_t n_img = 0;
+        for (int i = 0; i < NM && !rc; i++) {
+            IdxProgress p = { model[i], d.id, a.id, si, sn, -1, 0, 0 };
+            int found = 0;
+            rc = idx_get_progress(ix, &p, &found, NULL, NULL, err);
+            n_img += found;
+        }
+        if (!rc && n_img)
+            rc = ps_seterr(err, PS_EUSAGE, "idx_synth: this index already has a build (resume it)");
+    }
+    if (rc || finished) {
+        idx_rollback(ix);
+        for (int i = 0; i < NM; i++)
+            stats_free(&st[i]);
+        return rc;
     }
     /* scratch: worst case every latent on every token plus the class latents */
     size_t cap = (size_t)T * (size_t)(MIN(S, 3 * MAX(s->l0, 1) + 8) + 4);
@@ -210,11 +252,15 @@ idx_synth(Idx *ix, const IdxSynth *s, void (*progress)(int, int), char *err)
         for (int j = 0; j < 64; j++)
             make_jpeg(s->thumb, j, &jpg[j], &jn[j]);
     uint64_t r;
-    int sn = s->shard_n > 0 ? s->shard_n : 1, si = s->shard_i;
-    int64_t done = 0;
+    int64_t done = 0, total = (s->n_images - si + sn - 1) / sn;
+    int every = s->checkpoint > 0 ? s->checkpoint : 500;
     for (int i = 0; i < s->n_images && !rc; i++) {
         if (i % sn != si)
             continue;
+        if (done < from) {
+            done++;
+            continue;
+        }
         done++;
         r = (0x853C49E6748FEA9Bull ^ ((uint64_t)s->seed * 0x9E3779B97F4A7C15ull) ^
              ((uint64_t)(i + 1) * 0xBF58476D1CE4E5B9ull)) | 1;
@@ -254,13 +300,23 @@ idx_synth(Idx *ix, const IdxSynth *s, void (*progress)(int, int), char *err)
             if (!rc)
                 rc = idx_put_predictions(ix, im.id, model[mi], 5, cls, prob, err);
         }
-        if (!rc && (i + 1) % 500 == 0) {
-            rc = idx_commit(ix, err);
+        if (!rc && done % every == 0) { /* checkpoint: snapshot + rows, one commit */
+            for (int mi = 0; mi < NM && !rc; mi++) {
+                uint8_t *snap = NULL;
+                size_t snap_n = 0;
+                rc = stats_save(&st[mi], &snap, &snap_n, err);
+                IdxProgress p = { model[mi], d.id, a.id, si, sn, done / every - 1, done, 0 };
+                if (!rc)
+                    rc = idx_put_progress(ix, &p, snap, snap_n, err);
+                free(snap);
+            }
+            if (!rc)
+                rc = idx_commit(ix, err);
             if (!rc)
                 rc = idx_begin(ix, err);
         }
-        if (progress && (i + 1) % 1000 == 0)
-            progress(i + 1, s->n_images);
+        if (progress)
+            progress((int)done, (int)total);
     }
     for (int i = 0; i < NM && !rc; i++) {
         rc = stats_finalise(&st[i], ix, ss[i], err);
@@ -268,7 +324,7 @@ idx_synth(Idx *ix, const IdxSynth *s, void (*progress)(int, int), char *err)
         size_t snap_n = 0;
         if (!rc)
             rc = stats_save(&st[i], &snap, &snap_n, err);
-        IdxProgress p = { model[i], d.id, a.id, si, sn, done, done, 1 };
+        IdxProgress p = { model[i], d.id, a.id, si, sn, (done + every - 1) / every - 1, done, 1 };
         if (!rc)
             rc = idx_put_progress(ix, &p, snap, snap_n, err);
         free(snap);

@@ -78,6 +78,7 @@ alloc_image(Image *im, int w, int h, const char *name, char *err)
     return PS_OK;
 }
 
+/* img_free - frees im->rgb and zeroes *im; NULL and repeated calls are fine. */
 void
 img_free(Image *im)
 {
@@ -87,6 +88,11 @@ img_free(Image *im)
     memset(im, 0, sizeof *im);
 }
 
+/*
+ * img_sniff - the image type from the first n bytes of buf: "png", "jpeg",
+ * "gif", "bmp", "pnm" (binary or ASCII PBM/PGM/PPM), or NULL for anything
+ * else. A static string; no allocation.
+ */
 const char *
 img_sniff(const void *buf, size_t n)
 {
@@ -105,6 +111,11 @@ img_sniff(const void *buf, size_t n)
     return NULL;
 }
 
+/*
+ * img_from_gray - an RGB image from (h, w) grey bytes, each copied to R, G and
+ * B (what PIL's L -> RGB does). PS_EFORMAT for a bad or too large size,
+ * PS_ENOMEM; on failure *im is zeroed.
+ */
 int
 img_from_gray(Image *im, const uint8_t *gray, int w, int h, char *err)
 {
@@ -491,6 +502,7 @@ gif_complete(const uint8_t *b, size_t n)
 static int
 check_header(const uint8_t *b, size_t n, const char *type, const char *name, char *err)
 {
+    const char *tn = !strcmp(type, "gif") ? "GIF" : !strcmp(type, "bmp") ? "BMP" : "PNM";
     long long w = 0, h = 0;
     int bpp = 0, comp = 0;
     size_t data = 0; /* offset of uncompressed pixel data, 0 if not checked */
@@ -510,7 +522,7 @@ check_header(const uint8_t *b, size_t n, const char *type, const char *name, cha
             bpp = (int)le(b + 28, 2);
             comp = (int)le(b + 30, 4);
         } else {
-            return ps_seterr(err, PS_EFORMAT, "%s: truncated bmp header", name);
+            return ps_seterr(err, PS_EFORMAT, "%s: truncated BMP header", name);
         }
         if (comp == 0 || comp == 3)
             data = le(b + 10, 4);
@@ -518,7 +530,7 @@ check_header(const uint8_t *b, size_t n, const char *type, const char *name, cha
         if (!pnm_dims(b, n, &w, &h, &data))
             return ps_seterr(err, PS_EFORMAT, "%s: unreadable PNM header", name);
     } else {
-        return ps_seterr(err, PS_EFORMAT, "%s: truncated %s header", name, type);
+        return ps_seterr(err, PS_EFORMAT, "%s: truncated %s header", name, tn);
     }
     int rc = check_dims(w, h, name, err);
     if (rc)
@@ -530,7 +542,7 @@ check_header(const uint8_t *b, size_t n, const char *type, const char *name, cha
     else if (!strcmp(type, "pnm") && data)
         need = (long long)data + (b[1] == '4' ? (w + 7) / 8 * h : w * h * (b[1] == '5' ? 1 : 3));
     if ((long long)n < need || (!strcmp(type, "gif") && !gif_complete(b, n)))
-        return ps_seterr(err, PS_EFORMAT, "%s: truncated %s file", name, type);
+        return ps_seterr(err, PS_EFORMAT, "%s: truncated %s file", name, tn);
     return PS_OK;
 }
 
@@ -656,6 +668,10 @@ img_decode_mem(Image *im, const void *buf, size_t n, char *err)
 
 /* ---------------------------------------------------------- preprocessing */
 
+/*
+ * img_prep_clip - openai/clip-vit-base-patch16's preprocessor_config.json:
+ * shortest_edge 224, crop 224, OpenAI's mean and std.
+ */
 ImgPrep
 img_prep_clip(void)
 {
@@ -1006,8 +1022,9 @@ img_resize_rgb(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh,
             x1 = x1 < 0 ? 0 : x1 >= sw ? sw - 1 : x1;
             y0 = y0 < 0 ? 0 : y0 >= sh ? sh - 1 : y0;
             y1 = y1 < 0 ? 0 : y1 >= sh ? sh - 1 : y1;
-            const uint8_t *p00 = src + ((size_t)y0 * sw + x0) * 3, *p01 = src + ((size_t)y0 * sw + x1) * 3;
-            const uint8_t *p10 = src + ((size_t)y1 * sw + x0) * 3, *p11 = src + ((size_t)y1 * sw + x1) * 3;
+            const uint8_t *r0 = src + (size_t)y0 * sw * 3, *r1 = src + (size_t)y1 * sw * 3;
+            const uint8_t *p00 = r0 + x0 * 3, *p01 = r0 + x1 * 3;
+            const uint8_t *p10 = r1 + x0 * 3, *p11 = r1 + x1 * 3;
             for (int c = 0; c < 3; c++) {
                 double top = p00[c] + (p01[c] - p00[c]) * ax;
                 double bot = p10[c] + (p11[c] - p10[c]) * ax;

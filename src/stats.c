@@ -16,11 +16,12 @@
  * images it saw whatever the order; sums are int64 fixed point (2^-24), so
  * addition is associative. Hence merge == one pass, bit for bit.
  *
- * Snapshot format (before zlib, little-endian host layout): "PSST", u32
- * version 1, the config (5 x i32/f32), n_images (i64), then per latent
- * n_active, sum_fx (i64), max_act, max_patch (f32), two u8 heap sizes and the
- * heap entries (f32 value, i32 label, i64 pos, i32 token), then a u8 per
- * class (row present) and the present rows (count then sum, i64 x S each).
+ * Snapshot format (zlib-compressed after a u64 raw size; host layout, i.e.
+ * little-endian on every machine this runs on): "PSST", u32 version 2, the
+ * config (5 x i32/f32), n_images (i64), the StatsLatent array (S x 24
+ * bytes), the heap sizes (2S bytes), the whole heap array (2 S k x 24 bytes,
+ * unused slots zero), a u8 per class (row present) and the present rows
+ * (count then sum, i64 x S each). Whole arrays, so saving is memcpy + zlib.
  */
 #include "stats.h"
 
@@ -69,26 +70,21 @@ stats_init(Stats *st, const StatsConfig *cfg, char *err)
         return rc;
     st->cfg = *cfg;
     size_t S = (size_t)cfg->d_sae, k = (size_t)cfg->k_top;
-    st->n_active = calloc(S, sizeof *st->n_active);
-    st->sum_fx = calloc(S, sizeof *st->sum_fx);
-    st->max_act = calloc(S, sizeof *st->max_act);
-    st->max_patch = calloc(S, sizeof *st->max_patch);
+    st->lat = calloc(S, sizeof *st->lat);
     st->n_top = calloc(2 * S, 1);
+    st->thr = malloc(2 * S * sizeof *st->thr);
     st->top = calloc(2 * S * k, sizeof *st->top);
     st->cls_count = calloc(cfg->n_classes ? (size_t)cfg->n_classes : 1, sizeof(int64_t *));
     st->cls_sum = calloc(cfg->n_classes ? (size_t)cfg->n_classes : 1, sizeof(int64_t *));
-    st->acc = malloc(S * sizeof *st->acc);
-    st->pmax = malloc(S * sizeof *st->pmax);
-    st->ptok = malloc(S * sizeof *st->ptok);
-    st->pcnt = malloc(S * sizeof *st->pcnt);
+    st->scr = calloc(S, sizeof *st->scr);
     st->touched = malloc(S * sizeof *st->touched);
-    st->mark = calloc(S, 1);
-    if (!st->n_active || !st->sum_fx || !st->max_act || !st->max_patch || !st->n_top ||
-        !st->top || !st->cls_count || !st->cls_sum || !st->acc || !st->pmax || !st->ptok ||
-        !st->pcnt || !st->touched || !st->mark) {
+    if (!st->lat || !st->n_top || !st->thr || !st->top || !st->cls_count || !st->cls_sum ||
+        !st->scr || !st->touched) {
         stats_free(st);
         return ps_seterr(err, PS_ENOMEM, "stats: out of memory for %d latents", cfg->d_sae);
     }
+    for (size_t i = 0; i < 2 * S; i++)
+        st->thr[i] = -1;
     return PS_OK;
 }
 
@@ -105,18 +101,12 @@ stats_free(Stats *st)
             free(st->cls_sum[c]);
     free(st->cls_count);
     free(st->cls_sum);
-    free(st->n_active);
-    free(st->sum_fx);
-    free(st->max_act);
-    free(st->max_patch);
+    free(st->lat);
     free(st->n_top);
+    free(st->thr);
     free(st->top);
-    free(st->acc);
-    free(st->pmax);
-    free(st->ptok);
-    free(st->pcnt);
+    free(st->scr);
     free(st->touched);
-    free(st->mark);
     memset(st, 0, sizeof *st);
 }
 
@@ -164,6 +154,18 @@ heap_push(StatsTop *h, uint8_t *n, int k, const StatsTop *e)
     h[i] = *e;
 }
 
+/* Offers e to heap o = kind * S + s; the threshold rejects most offers without touching the heap. */
+static void
+offer(Stats *st, size_t o, const StatsTop *e)
+{
+    if (e->value < st->thr[o])
+        return;
+    const int k = st->cfg.k_top;
+    heap_push(st->top + o * (size_t)k, &st->n_top[o], k, e);
+    if (st->n_top[o] == k)
+        st->thr[o] = st->top[o * (size_t)k].value;
+}
+
 static int64_t
 to_fx(float a)
 {
@@ -202,11 +204,50 @@ act_cmp(const void *pa, const void *pb)
     return act_better(a, b) ? -1 : act_better(b, a) ? 1 : 0;
 }
 
+/* Keeps the m best of the offers in the min-heap top[0..*n). */
+static void
+act_offer(IdxAct *top, int *n, int m, IdxAct c)
+{
+    int j;
+    if (*n < m) {
+        j = (*n)++;
+        while (j > 0 && act_better(&top[(j - 1) / 2], &c)) {
+            top[j] = top[(j - 1) / 2];
+            j = (j - 1) / 2;
+        }
+        top[j] = c;
+        return;
+    }
+    if (!act_better(&c, &top[0]))
+        return;
+    j = 0;
+    for (;;) {
+        int l = 2 * j + 1, r = l + 1, w = j;
+        const IdxAct *wv = &c;
+        if (l < m && act_better(wv, &top[l]))
+            w = l, wv = &top[l];
+        if (r < m && act_better(wv, &top[r]))
+            w = r, wv = &top[r];
+        if (w == j)
+            break;
+        top[j] = top[w];
+        j = w;
+    }
+    top[j] = c;
+}
+
+static void
+unmark(Stats *st, int nt)
+{
+    for (int i = 0; i < nt; i++)
+        st->scr[st->touched[i]].mark = 0;
+}
+
 int
 stats_add_image(Stats *st, int64_t pos, int label, int n_tok, const int64_t *rowptr,
                 const int32_t *idx, const float *val, int m, IdxAct *top, int *n_top, char *err)
 {
-    const int S = st->cfg.d_sae, k = st->cfg.k_top;
+    const int S = st->cfg.d_sae;
     const float tau = st->cfg.tau;
     if (n_top)
         *n_top = 0;
@@ -220,93 +261,69 @@ stats_add_image(Stats *st, int64_t pos, int label, int n_tok, const int64_t *row
     int64_t base = rowptr[0];
     for (int t = 0; t < n_tok; t++) {
         int64_t b = rowptr[t] - base, e = rowptr[t + 1] - base;
-        if (e < b)
-            goto bad_rows;
+        if (e < b) {
+            unmark(st, nt);
+            return ps_seterr(err, PS_EFORMAT, "stats: decreasing rowptr in image at %lld",
+                             (long long)pos);
+        }
         for (int64_t j = b; j < e; j++) {
             float v = val[j];
             int32_t s = idx[j];
             if (!(v > 0))
                 continue;
             if (s < 0 || s >= S) {
-                for (int i = 0; i < nt; i++)
-                    st->mark[st->touched[i]] = 0;
+                unmark(st, nt);
                 return ps_seterr(err, PS_EFORMAT, "stats: latent %d outside [0, %d) at token %d",
                                  s, S, t);
             }
-            if (!st->mark[s]) {
-                st->mark[s] = 1;
+            StatsScratch *x = &st->scr[s];
+            if (!x->mark) {
+                *x = (StatsScratch){ 0, 0, t, 0, 1 };
                 st->touched[nt++] = s;
-                st->acc[s] = 0;
-                st->pmax[s] = 0;
-                st->ptok[s] = t;
-                st->pcnt[s] = 0;
             }
-            st->acc[s] += v;
-            if (v > st->pmax[s]) {
-                st->pmax[s] = v;
-                st->ptok[s] = t;
+            x->acc += v;
+            if (v > x->pmax) {
+                x->pmax = v;
+                x->ptok = t;
             }
-            if (v > tau)
-                st->pcnt[s]++;
+            x->pcnt += v > tau;
         }
     }
     if (label >= 0 && nt > 0) {
         int rc = ensure_class(st, label, err);
         if (rc) {
-            for (int i = 0; i < nt; i++)
-                st->mark[st->touched[i]] = 0;
+            unmark(st, nt);
             return rc;
         }
     }
+    int64_t *cc = label >= 0 ? st->cls_count[label] : NULL;
+    int64_t *cs = label >= 0 ? st->cls_sum[label] : NULL;
     int nm = 0;
     for (int i = 0; i < nt; i++) {
         int32_t s = st->touched[i];
-        st->mark[s] = 0;
-        float a = (float)(st->acc[s] / n_tok);
+        StatsScratch *x = &st->scr[s];
+        x->mark = 0;
+        float a = (float)(x->acc / n_tok);
         if (!(a > 0))
             continue; /* underflow of a tiny sum */
         int64_t fx = to_fx(a);
-        st->n_active[s]++;
-        st->sum_fx[s] += fx;
-        if (a > st->max_act[s])
-            st->max_act[s] = a;
-        if (st->pmax[s] > st->max_patch[s])
-            st->max_patch[s] = st->pmax[s];
-        StatsTop e0 = { a, label, pos, -1 };
-        heap_push(st->top + (size_t)s * k, &st->n_top[s], k, &e0);
-        StatsTop e1 = { st->pmax[s], label, pos, st->ptok[s] };
-        heap_push(st->top + ((size_t)S + s) * k, &st->n_top[S + s], k, &e1);
-        if (label >= 0) {
-            st->cls_count[label][s] += st->pcnt[s];
-            st->cls_sum[label][s] += fx;
+        StatsLatent *l = &st->lat[s];
+        l->n_active++;
+        l->sum_fx += fx;
+        if (a > l->max_act)
+            l->max_act = a;
+        if (x->pmax > l->max_patch)
+            l->max_patch = x->pmax;
+        StatsTop e0 = { .pos = pos, .value = a, .label = label, .token = -1 };
+        offer(st, (size_t)s, &e0);
+        StatsTop e1 = { .pos = pos, .value = x->pmax, .label = label, .token = x->ptok };
+        offer(st, (size_t)S + s, &e1);
+        if (cc) {
+            cc[s] += x->pcnt;
+            cs[s] += fx;
         }
-        if (m > 0 && top) { /* keep the m best in a min-heap on top[0..nm) */
-            IdxAct c = { s, a };
-            int j;
-            if (nm < m) {
-                j = nm++;
-                while (j > 0 && act_better(&top[(j - 1) / 2], &c)) {
-                    top[j] = top[(j - 1) / 2];
-                    j = (j - 1) / 2;
-                }
-                top[j] = c;
-            } else if (act_better(&c, &top[0])) {
-                j = 0;
-                for (;;) {
-                    int l = 2 * j + 1, r = l + 1, w = j;
-                    const IdxAct *wv = &c;
-                    if (l < m && act_better(wv, &top[l]))
-                        w = l, wv = &top[l];
-                    if (r < m && act_better(wv, &top[r]))
-                        w = r, wv = &top[r];
-                    if (w == j)
-                        break;
-                    top[j] = top[w];
-                    j = w;
-                }
-                top[j] = c;
-            }
-        }
+        if (m > 0 && top)
+            act_offer(top, &nm, m, (IdxAct){ s, a });
     }
     st->n_images++;
     if (m > 0 && top) {
@@ -315,10 +332,6 @@ stats_add_image(Stats *st, int64_t pos, int label, int n_tok, const int64_t *row
             *n_top = nm;
     }
     return PS_OK;
-bad_rows:
-    for (int i = 0; i < nt; i++)
-        st->mark[st->touched[i]] = 0;
-    return ps_seterr(err, PS_EFORMAT, "stats: decreasing rowptr in image at %lld", (long long)pos);
 }
 
 int
@@ -345,14 +358,16 @@ stats_merge(Stats *dst, const Stats *src, char *err)
     }
     dst->n_images += src->n_images;
     for (int s = 0; s < S; s++) {
-        dst->n_active[s] += src->n_active[s];
-        dst->sum_fx[s] += src->sum_fx[s];
-        dst->max_act[s] = MAX(dst->max_act[s], src->max_act[s]);
-        dst->max_patch[s] = MAX(dst->max_patch[s], src->max_patch[s]);
+        StatsLatent *x = &dst->lat[s];
+        const StatsLatent *y = &src->lat[s];
+        x->n_active += y->n_active;
+        x->sum_fx += y->sum_fx;
+        x->max_act = MAX(x->max_act, y->max_act);
+        x->max_patch = MAX(x->max_patch, y->max_patch);
         for (int h = 0; h < 2; h++) {
-            size_t o = ((size_t)h * S + s);
+            size_t o = (size_t)h * S + s;
             for (int j = 0; j < src->n_top[o]; j++)
-                heap_push(dst->top + o * k, &dst->n_top[o], k, &src->top[o * k + j]);
+                offer(dst, o, &src->top[o * k + j]);
         }
     }
     return PS_OK;
@@ -400,9 +415,9 @@ stats_save(const Stats *st, uint8_t **out, size_t *n, char *err)
 {
     *out = NULL;
     *n = 0;
-    const int S = st->cfg.d_sae, k = st->cfg.k_top;
+    const size_t S = (size_t)st->cfg.d_sae, k = (size_t)st->cfg.k_top;
     Buf b = { 0 };
-    uint32_t ver = 1;
+    uint32_t ver = 2;
     put(&b, "PSST", 4);
     put(&b, &ver, 4);
     put(&b, &st->cfg.d_sae, 4);
@@ -411,31 +426,17 @@ stats_save(const Stats *st, uint8_t **out, size_t *n, char *err)
     put(&b, &st->cfg.n_classes, 4);
     put(&b, &st->cfg.class_top, 4);
     put(&b, &st->n_images, 8);
-    for (int s = 0; s < S; s++) {
-        put(&b, &st->n_active[s], 8);
-        put(&b, &st->sum_fx[s], 8);
-        put(&b, &st->max_act[s], 4);
-        put(&b, &st->max_patch[s], 4);
-        for (int h = 0; h < 2; h++) {
-            size_t o = (size_t)h * S + s;
-            put(&b, &st->n_top[o], 1);
-            for (int j = 0; j < st->n_top[o]; j++) {
-                const StatsTop *e = &st->top[o * k + j];
-                put(&b, &e->value, 4);
-                put(&b, &e->label, 4);
-                put(&b, &e->pos, 8);
-                put(&b, &e->token, 4);
-            }
-        }
-    }
+    put(&b, st->lat, S * sizeof *st->lat);
+    put(&b, st->n_top, 2 * S);
+    put(&b, st->top, 2 * S * k * sizeof *st->top); /* unused slots are zero */
     for (int c = 0; c < st->cfg.n_classes; c++) {
         uint8_t present = st->cls_count[c] != NULL;
         put(&b, &present, 1);
     }
     for (int c = 0; c < st->cfg.n_classes; c++)
         if (st->cls_count[c]) {
-            put(&b, st->cls_count[c], (size_t)S * 8);
-            put(&b, st->cls_sum[c], (size_t)S * 8);
+            put(&b, st->cls_count[c], S * 8);
+            put(&b, st->cls_sum[c], S * 8);
         }
     uLongf zn = compressBound(b.n);
     uint8_t *z = malloc(zn + 8);
@@ -505,7 +506,7 @@ stats_load(Stats *st, const uint8_t *buf, size_t n, char *err)
     get(&r, &c.tau, 4);
     get(&r, &c.n_classes, 4);
     get(&r, &c.class_top, 4);
-    if (r.bad || memcmp(magic, "PSST", 4) || ver != 1) {
+    if (r.bad || memcmp(magic, "PSST", 4) || ver != 2) {
         free(p);
         return ps_seterr(err, PS_EFORMAT, "stats snapshot: bad magic or version");
     }
@@ -514,28 +515,23 @@ stats_load(Stats *st, const uint8_t *buf, size_t n, char *err)
         free(p);
         return ps_preferr(err, PS_EFORMAT, "stats snapshot");
     }
-    const int S = c.d_sae, k = c.k_top;
+    const size_t S = (size_t)c.d_sae, k = (size_t)c.k_top;
     get(&r, &st->n_images, 8);
-    for (int s = 0; s < S && !r.bad; s++) {
-        get(&r, &st->n_active[s], 8);
-        get(&r, &st->sum_fx[s], 8);
-        get(&r, &st->max_act[s], 4);
-        get(&r, &st->max_patch[s], 4);
-        for (int h = 0; h < 2; h++) {
-            size_t o = (size_t)h * S + s;
-            get(&r, &st->n_top[o], 1);
-            if (st->n_top[o] > k)
-                r.bad = 1;
-            for (int j = 0; j < st->n_top[o] && !r.bad; j++) {
-                StatsTop *e = &st->top[o * k + j];
-                get(&r, &e->value, 4);
-                get(&r, &e->label, 4);
-                get(&r, &e->pos, 8);
-                get(&r, &e->token, 4);
-                if (e->label < -1 || e->label >= c.n_classes)
-                    r.bad = 1;
-            }
+    get(&r, st->lat, S * sizeof *st->lat);
+    get(&r, st->n_top, 2 * S);
+    get(&r, st->top, 2 * S * k * sizeof *st->top);
+    for (size_t o = 0; o < 2 * S && !r.bad; o++) {
+        if (st->n_top[o] > k) {
+            r.bad = 1;
+            break;
         }
+        for (size_t j = 0; j < st->n_top[o]; j++) {
+            const StatsTop *e = &st->top[o * k + j];
+            if (e->label < -1 || e->label >= c.n_classes)
+                r.bad = 1;
+        }
+        if (st->n_top[o] == k)
+            st->thr[o] = st->top[o * k].value;
     }
     uint8_t *present = calloc(c.n_classes ? (size_t)c.n_classes : 1, 1);
     if (!present) {
@@ -547,14 +543,14 @@ stats_load(Stats *st, const uint8_t *buf, size_t n, char *err)
     for (int cl = 0; cl < c.n_classes && !r.bad; cl++) {
         if (!present[cl])
             continue;
-        if (r.n - r.off < (size_t)S * 16) {
+        if (r.n - r.off < S * 16) {
             r.bad = 1;
             break;
         }
         if ((rc = ensure_class(st, cl, err)))
             break;
-        get(&r, st->cls_count[cl], (size_t)S * 8);
-        get(&r, st->cls_sum[cl], (size_t)S * 8);
+        get(&r, st->cls_count[cl], S * 8);
+        get(&r, st->cls_sum[cl], S * 8);
     }
     free(present);
     if (!rc && (r.bad || r.off != r.n))
@@ -607,15 +603,15 @@ stats_finalise(const Stats *st, Idx *ix, int64_t statset, char *err)
         IdxLatent l;
         memset(&l, 0, sizeof l);
         l.latent = s;
-        l.n_active = st->n_active[s];
+        l.n_active = st->lat[s].n_active;
         l.freq = st->n_images ? (double)l.n_active / (double)st->n_images : 0;
         l.mean_act = l.max_act = l.max_patch = l.entropy = l.label_std = l.top_share = NAN;
         l.top_class = -1;
         int nl = 0;
         if (l.n_active > 0) {
-            l.mean_act = (double)st->sum_fx[s] / FX_ONE / (double)l.n_active;
-            l.max_act = st->max_act[s];
-            l.max_patch = st->max_patch[s];
+            l.mean_act = (double)st->lat[s].sum_fx / FX_ONE / (double)l.n_active;
+            l.max_act = st->lat[s].max_act;
+            l.max_patch = st->lat[s].max_patch;
             int n = stats_top(st, 0, s, tops);
             double wsum = 0, lsum = 0, lsq = 0;
             int nlab = 0;

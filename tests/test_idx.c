@@ -257,8 +257,8 @@ same_stats(const Stats *a, const Stats *b)
     StatsTop *x = malloc((size_t)k * sizeof *x), *y = malloc((size_t)k * sizeof *y);
     int ok = 1;
     for (int s = 0; s < S && ok; s++) {
-        ok &= a->n_active[s] == b->n_active[s] && a->sum_fx[s] == b->sum_fx[s];
-        ok &= a->max_act[s] == b->max_act[s] && a->max_patch[s] == b->max_patch[s];
+        ok &= a->lat[s].n_active == b->lat[s].n_active && a->lat[s].sum_fx == b->lat[s].sum_fx;
+        ok &= a->lat[s].max_act == b->lat[s].max_act && a->lat[s].max_patch == b->lat[s].max_patch;
         for (int h = 0; h < 2; h++) {
             int n = stats_top(a, h, s, x), m = stats_top(b, h, s, y);
             ok &= n == m;
@@ -355,8 +355,8 @@ test_stats(void)
                 mx = MAX(mx, g_ref.a[i][s]);
                 mp = MAX(mp, g_ref.pmax[i][s]);
             }
-        ok_cnt &= one.n_active[s] == na && one.max_act[s] == mx && one.max_patch[s] == mp;
-        ok_cnt &= fabs((double)one.sum_fx[s] / 16777216.0 - sum) < 1e-5;
+        ok_cnt &= one.lat[s].n_active == na && one.lat[s].max_act == mx && one.lat[s].max_patch == mp;
+        ok_cnt &= fabs((double)one.lat[s].sum_fx / 16777216.0 - sum) < 1e-5;
         for (int h = 0; h < 2; h++) {
             int64_t pos[KK];
             float v[KK];
@@ -429,7 +429,7 @@ test_stats(void)
                                  err), PS_EFORMAT);
     int clean = 1;
     for (int s = 0; s < SS; s++)
-        clean &= a.mark[s] == 0;
+        clean &= a.scr[s].mark == 0;
     CHECK(clean);
 
     /* image top-m */
@@ -495,7 +495,7 @@ test_stats(void)
             n_neg++;
         }
         ok_ent &= fabs(l.entropy - h) < 1e-9;
-        ok_ent &= fabs(l.freq - (double)one.n_active[s] / NI) < 1e-12;
+        ok_ent &= fabs(l.freq - (double)one.lat[s].n_active / NI) < 1e-12;
         if (nl) {
             double mu = ls / nl;
             ok_ent &= fabs(l.label_std - sqrt(MAX(lq / nl - mu * mu, 0))) < 1e-9;
@@ -567,7 +567,7 @@ test_stats(void)
     CHECK_EQ_INT(idx_latents(ix, ss, IDX_SORT_MEAN, 1, &f, 0, 0, &ls, &nls, &total, err), PS_OK);
     int want = 0;
     for (int s = 0; s < SS; s++)
-        want += one.n_active[s] > 0 && (double)one.n_active[s] / NI >= 0.05;
+        want += one.lat[s].n_active > 0 && (double)one.lat[s].n_active / NI >= 0.05;
     CHECK_EQ_INT(nls, want);
     free(ls);
     idx_filter_init(&f);
@@ -579,6 +579,27 @@ test_stats(void)
     CHECK(all_shark);
     free(ls);
     CHECK_EQ_INT(idx_latents(ix, ss, 99, 0, NULL, 0, 0, &ls, &nls, NULL, err), PS_EUSAGE);
+    /* the cached list follows annotations (ours, then another connection's) */
+    idx_filter_init(&f);
+    f.search = "STRIPES";
+    CHECK_EQ_INT(idx_latents(ix, ss, IDX_SORT_FREQ, 1, &f, 0, 0, &ls, &nls, NULL, err), PS_OK);
+    CHECK_EQ_INT(nls, 0);
+    free(ls);
+    IdxStatset sv;
+    idx_statset(ix, ss, &sv, err);
+    CHECK_EQ_INT(idx_annotate(ix, sv.sae_id, 7, "zebra stripes", NULL, err), PS_OK);
+    CHECK_EQ_INT(idx_latents(ix, ss, IDX_SORT_FREQ, 1, &f, 0, 0, &ls, &nls, NULL, err), PS_OK);
+    CHECK(nls == 1 && ls[0].latent == 7 && !strcmp(ls[0].name, "zebra stripes"));
+    free(ls);
+    f.annotated = 1;
+    f.search = NULL;
+    const int32_t *ord;
+    int nord;
+    CHECK_EQ_INT(idx_latent_order(ix, ss, IDX_SORT_LATENT, 0, &f, &ord, &nord, err), PS_OK);
+    CHECK(nord == 1 && ord[0] == 7);
+    CHECK_EQ_INT(idx_unannotate(ix, sv.sae_id, 7, err), PS_OK);
+    CHECK_EQ_INT(idx_latent_order(ix, ss, IDX_SORT_LATENT, 0, &f, &ord, &nord, err), PS_OK);
+    CHECK_EQ_INT(nord, 0);
     CHECK_EQ_INT(idx_sort_parse("entropy"), IDX_SORT_ENTROPY);
     CHECK_EQ_INT(idx_sort_parse("nope"), -1);
     /* finalise twice replaces (no duplicate rows) */
@@ -1086,6 +1107,22 @@ test_merge(void)
     CHECK_EQ_INT(symdiff(ix, "SELECT i.pos, i.label, t.jpeg FROM %s.images i JOIN "
                              "%s.thumbnails t ON t.image_id = i.id"), 0);
     CHECK(scalar(ix, "SELECT count(*) FROM main.latent_labels") > 0);
+    /* a second connection's annotation shows in this one's cached latent list */
+    IdxStatset sv;
+    CHECK_EQ_INT(idx_find_statset(ix, NULL, NULL, &sv, err), PS_OK);
+    IdxFilter f;
+    idx_filter_init(&f);
+    f.annotated = 1;
+    const int32_t *ord;
+    int nord;
+    CHECK_EQ_INT(idx_latent_order(ix, sv.id, IDX_SORT_FREQ, 1, &f, &ord, &nord, err), PS_OK);
+    CHECK_EQ_INT(nord, 0);
+    Idx *other;
+    CHECK_EQ_INT(idx_open(&other, path[0], err), PS_OK);
+    CHECK_EQ_INT(idx_annotate(other, sv.sae_id, 3, "from elsewhere", NULL, err), PS_OK);
+    idx_close(other);
+    CHECK_EQ_INT(idx_latent_order(ix, sv.id, IDX_SORT_FREQ, 1, &f, &ord, &nord, err), PS_OK);
+    CHECK(nord == 1 && ord[0] == 3);
     idx_close(ix);
     /* an unfinished shard is refused */
     CHECK_EQ_INT(idx_open(&ix, path[1], err), PS_OK);

@@ -103,7 +103,8 @@ check_decode(const char *file, int w, int h, const char *expect)
         if (n == (size_t)w * h * 3 && im.w == w && im.h == h) {
             int maxd;
             size_t bad = diff_u8(im.rgb, (uint8_t *)ref, n, &maxd);
-            CHECK_MSG(bad == 0, "%s: %zu of %zu bytes differ from PIL (max %d)", file, bad, n, maxd);
+            CHECK_MSG(bad == 0, "%s: %zu of %zu bytes differ from PIL (max %d)", file, bad, n,
+                      maxd);
         }
         free(ref);
     }
@@ -272,7 +273,8 @@ test_hostile(void)
             fails += rc != PS_OK;
             img_free(&m);
         }
-        CHECK_MSG(fails == tries, "%s: %d of %d truncations decoded", trunc[t], tries - fails, tries);
+        CHECK_MSG(fails == tries, "%s: %d of %d truncations decoded", trunc[t], tries - fails,
+                  tries);
         /* a truncated file on disk names the file */
         t_write_file(t_tmp("cut.bin"), buf, n * 2 / 3);
         CHECK(img_load(&im, t_tmp("cut.bin"), err) == PS_EFORMAT && strstr(err, "cut.bin"));

@@ -57,7 +57,8 @@ def pack_rows(a, depth):
     return rows
 
 
-ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+         (0, 1, 1, 2)]   # (x0, y0, dx, dy) per pass
 
 
 def png_bytes(a, depth, ctype, extra=b'', interlace=False):
@@ -70,7 +71,8 @@ def png_bytes(a, depth, ctype, extra=b'', interlace=False):
         for x0, y0, dx, dy in ADAM7:
             sub = a[y0::dy, x0::dx]
             if sub.size:
-                raw += b''.join(b'\x00' + r for r in pack_rows(sub.reshape(sub.shape[0], -1), depth))
+                rows = pack_rows(sub.reshape(sub.shape[0], -1), depth)
+                raw += b''.join(b'\x00' + r for r in rows)
     else:
         raw = b''.join(b'\x00' + r for r in pack_rows(a.reshape(h, w * ch), depth))
     ihdr = struct.pack('>IIBBBBB', w, h, depth, ctype, 0, 0, 1 if interlace else 0)
@@ -181,7 +183,8 @@ def main():
     save_pil('pal_trns_50x40.png', p, format='PNG', transparency=trns)
     # 4-bit palette with indices past the PLTE: PIL pads its palette with a grey ramp
     idx = (np.arange(30 * 6).reshape(6, 30) % 16).astype(np.uint8)
-    put('pal4_short_30x6.png', png_bytes(idx[..., None], 4, 3, chunk(b'PLTE', bytes(range(10, 10 + 3 * 12)))))
+    plte = chunk(b'PLTE', bytes(range(10, 10 + 3 * 12)))      # 12 entries
+    put('pal4_short_30x6.png', png_bytes(idx[..., None], 4, 3, plte))
     g16 = (np.add.outer(np.arange(30) * 11, np.arange(40) * 7) % 600).astype(np.uint16)
     put('grey16_40x30.png', png_bytes(g16[..., None], 16, 0))   # PIL: I -> RGB clips at 255
     rgb16 = (photoish(30, 40, 3, 6).astype(np.uint16) * 257 + 77) % 65536
@@ -200,8 +203,10 @@ def main():
     save_pil('q90_96x72.jpg', photo, format='JPEG', quality=90)
     save_pil('q75_444_prog_45x31.jpg', Image.fromarray(photoish(45, 31, 3, 12)), format='JPEG',
              quality=75, subsampling=0, progressive=True)
-    save_pil('grey_33x17.jpg', Image.fromarray(photoish(33, 17, 1, 13)[..., 0]), format='JPEG', quality=85)
-    save_pil('cmyk_21x14.jpg', Image.fromarray(photoish(21, 14, 4, 14), 'CMYK'), format='JPEG', quality=95)
+    save_pil('grey_33x17.jpg', Image.fromarray(photoish(33, 17, 1, 13)[..., 0]), format='JPEG',
+             quality=85)
+    save_pil('cmyk_21x14.jpg', Image.fromarray(photoish(21, 14, 4, 14), 'CMYK'), format='JPEG',
+             quality=95)
     save_pil('pal_15x9.gif', Image.fromarray(photoish(15, 9, 3, 15)).quantize(64), format='GIF')
     save_pil('rgb_14x9.bmp', Image.fromarray(photoish(14, 9, 3, 16)), format='BMP')
     save_pil('rgb_10x7.ppm', Image.fromarray(photoish(10, 7, 3, 17)), format='PPM')
