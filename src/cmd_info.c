@@ -19,6 +19,7 @@
 #include "cmd.h"
 #include "data.h"
 #include "ps.h"
+#include "pt.h"
 #include "st.h"
 
 const char cmd_info_usage[] =
@@ -27,6 +28,9 @@ const char cmd_info_usage[] =
     "\n"
     "For each FILE, says what it is and what is inside:\n"
     "  X.safetensors        tensors (name, dtype, shape) and metadata\n"
+    "  X.pt, X.pth, ...     PyTorch checkpoints (read without Python, never executed):\n"
+    "                       tensors with dotted names, and the other values, with\n"
+    "                       pickled objects shown as <module.Class field=value ...>\n"
     "  DIR with config.json a HuggingFace model directory and its files\n"
     "  datasets             a directory of class folders, a .tsv manifest (path<TAB>label),\n"
     "                       an X-images-idx3-ubyte[.gz] file, fashion-mnist:train|test:\n"
@@ -135,6 +139,61 @@ info_st(const char *path, char *err)
     return PS_OK;
 }
 
+/* ---- PyTorch checkpoints ---- */
+
+static int
+probe_pt(const Probe *p)
+{
+    static const unsigned char legacy[] = { 0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46 };
+    if (!p->exists || !S_ISREG(p->sb.st_mode))
+        return 0;
+    if (has_suffix(p->path, ".pt") || has_suffix(p->path, ".pth") || has_suffix(p->path, ".ckpt") ||
+        strstr(p->path, ".pth.tar"))
+        return 1;
+    if (p->nhead >= 4 && !memcmp(p->head, "PK\3\4", 4))
+        return 1;
+    return p->nhead >= sizeof legacy && !memcmp(p->head, legacy, sizeof legacy);
+}
+
+typedef struct PtCount {
+    int n;
+    int64_t params;
+    double bytes;
+} PtCount;
+
+static int
+pt_count(void *ctx, const char *name, const PtObj *o)
+{
+    PtCount *c = ctx;
+    (void)name;
+    if (o->type == PT_TENSOR) {
+        c->n++;
+        c->params += (int64_t)o->u.t->numel;
+        c->bytes += (double)o->u.t->numel * (double)st_dtype_size(o->u.t->dtype);
+    }
+    return 0;
+}
+
+static int
+info_pt(const char *path, char *err)
+{
+    PtFile *f;
+    int rc = pt_load(&f, path, err);
+    if (rc != PS_OK)
+        return rc;
+    PtCount c = { 0 };
+    rc = pt_walk(pt_root(f), pt_count, &c, err);
+    if (rc == PS_OK) {
+        char hb[32];
+        human(c.bytes, hb, sizeof hb);
+        printf("%s: PyTorch checkpoint (%s), %d tensors, %lld parameters, %s of data\n", path,
+               pt_format(f), c.n, (long long)c.params, hb);
+        rc = pt_print(stdout, pt_root(f), "  ", err);
+    }
+    pt_close(f);
+    return rc;
+}
+
 /* ---- HuggingFace model directories ---- */
 
 static char *
@@ -241,6 +300,7 @@ static const struct {
     int (*info)(const char *path, char *err);
 } types[] = {
     { "safetensors file", probe_st, info_st },
+    { "PyTorch checkpoint", probe_pt, info_pt },
     { "HuggingFace model directory", probe_hfdir, info_hfdir },
     { "dataset", probe_dataset, info_dataset },
 };
@@ -264,7 +324,7 @@ info_one(const char *path, char *err)
     if (!p.exists)
         return ps_seterr(err, PS_EIO, "%s: %s", path, strerror(serr));
     return ps_seterr(err, PS_EUSAGE, "%s: unknown file type (expected a .safetensors file, a "
-                     "model directory or a dataset; see patchsae info --help)", path);
+                     "PyTorch checkpoint, a model directory or a dataset; see patchsae info --help)", path);
 }
 
 int
