@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -195,6 +196,10 @@ cmd_diff(int argc, char **argv)
     DiffList gl = { 0 };
     DiffLatent *lat = NULL;
     json_t *root = NULL;
+    if (access(index, F_OK)) {
+        fprintf(stderr, "patchsae diff: %s: %s\n", index, strerror(errno));
+        goto done;
+    }
     if ((store ? idx_open(&ix, index, err) : idx_open_readonly(&ix, index, err)) ||
         idx_models(ix, &ms, &nm, err)) {
         fprintf(stderr, "patchsae diff: %s\n", err);

@@ -215,6 +215,10 @@ cmd_eval(int argc, char **argv)
     int *byclass = NULL, *start = NULL;
     const char *kind = maple ? "adapted" : "base";
 
+    if (access(index, F_OK)) {
+        fprintf(stderr, "patchsae eval: %s: %s\n", index, strerror(errno));
+        goto done;
+    }
     if (idx_open(&ix, index, err) || idx_models(ix, &ms, &nm, err)) {
         fprintf(stderr, "patchsae eval: %s\n", err);
         goto done;
