@@ -117,8 +117,10 @@ overlap(const int64_t *a, int na, const int64_t *b, int nb, int *n, int *m)
 {
     int64_t *x = xmalloc((size_t)MAX(na, 1) * sizeof *x);
     int64_t *y = xmalloc((size_t)MAX(nb, 1) * sizeof *y);
-    memcpy(x, a, (size_t)na * sizeof *x);
-    memcpy(y, b, (size_t)nb * sizeof *y);
+    if (na)
+        memcpy(x, a, (size_t)na * sizeof *x);
+    if (nb)
+        memcpy(y, b, (size_t)nb * sizeof *y);
     *n = uniq(x, na);
     *m = uniq(y, nb);
     int i = 0, j = 0, common = 0;
