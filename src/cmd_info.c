@@ -18,6 +18,7 @@
 
 #include "cmd.h"
 #include "data.h"
+#include "maple.h"
 #include "ps.h"
 #include "pt.h"
 #include "st.h"
@@ -30,7 +31,8 @@ const char cmd_info_usage[] =
     "  X.safetensors        tensors (name, dtype, shape) and metadata\n"
     "  X.pt, X.pth, ...     PyTorch checkpoints (read without Python, never executed):\n"
     "                       tensors with dotted names, and the other values, with\n"
-    "                       pickled objects shown as <module.Class field=value ...>\n"
+    "                       pickled objects shown as <module.Class field=value ...>;\n"
+    "                       MaPLe checkpoints (model.pth.tar-N): n_ctx and prompt depth\n"
     "  DIR with config.json a HuggingFace model directory and its files\n"
     "  datasets             a directory of class folders, a .tsv manifest (path<TAB>label),\n"
     "                       an X-images-idx3-ubyte[.gz] file, fashion-mnist:train|test:\n"
@@ -174,6 +176,24 @@ pt_count(void *ctx, const char *name, const PtObj *o)
     return 0;
 }
 
+/* One line on a MaPLe (Dassl) checkpoint: its prompt shapes, or why it cannot be used. */
+static void
+info_maple(const PtObj *root, const char *path)
+{
+    Maple m;
+    char err[PS_ERRLEN];
+    if (maple_from_pt(&m, root, path, NULL, err) != PS_OK) {
+        printf("MaPLe checkpoint, not usable: %s\n", err);
+        return;
+    }
+    printf("MaPLe checkpoint: n_ctx %d, prompt depth %d (%d deep prompts), text width %d, "
+           "vision width %d", m.n_ctx, m.depth, m.depth - 1, m.d_text, m.d_vis);
+    if (m.epoch >= 0)
+        printf(", epoch %d", m.epoch);
+    printf("\n");
+    maple_free(&m);
+}
+
 static int
 info_pt(const char *path, char *err)
 {
@@ -188,6 +208,8 @@ info_pt(const char *path, char *err)
         human(c.bytes, hb, sizeof hb);
         printf("%s: PyTorch checkpoint (%s), %d tensors, %lld parameters, %s of data\n", path,
                pt_format(f), c.n, (long long)c.params, hb);
+        if (maple_is_checkpoint(pt_root(f)))
+            info_maple(pt_root(f), path);
         rc = pt_print(stdout, pt_root(f), "  ", err);
     }
     pt_close(f);

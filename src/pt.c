@@ -50,6 +50,7 @@
 #define MAX_PICKLE ((size_t)1 << 30)  /* data.pkl size */
 #define MAX_STORAGE ((size_t)1 << 40) /* bytes in one storage */
 #define MAX_LINE 512              /* text opcodes (GLOBAL, INT, ...) */
+#define MAX_BROADCAST (1u << 24) /* elements of a view larger than its storage */
 #define ZIP_MAX_RATIO 1100        /* deflate cannot expand more than ~1032x */
 
 static const unsigned char legacy_magic[] = {
@@ -810,6 +811,12 @@ vm_tensor(Vm *vm, const PtObj *args, PtObj **out)
                            (long long)off, (unsigned long long)last, s->key,
                            (long long)s->numel);
         }
+    }
+    /* stride-0 (expanded) views may hold more elements than their storage; cap them */
+    if (numel > (uint64_t)s->numel && numel > MAX_BROADCAST) {
+        free(t);
+        return vm_fail(vm, PS_EFORMAT, "expanded tensor view of %llu elements over %lld stored",
+                       (unsigned long long)numel, (long long)s->numel);
     }
     t->numel = (size_t)numel;
     PtObj *o = vm_new(vm, PT_TENSOR);

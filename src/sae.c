@@ -587,10 +587,7 @@ sae_decode_masked(const Sae *s, const SaeSparse *sp, const uint8_t *keep, float 
             PS_ASSERT(j >= 0 && j < s->d_sae);
             if (keep && !keep[j])
                 continue;
-            float v = sp->val[k];
-            const float *wr = s->W_dec + (size_t)j * D;
-            for (int d = 0; d < D; d++)
-                y[d] += v * wr[d];
+            cblas_saxpy(D, sp->val[k], s->W_dec + (size_t)j * D, 1, y, 1);
         }
     }
 }

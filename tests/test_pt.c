@@ -447,6 +447,17 @@ test_bad_storage(void)
     expect_file_fail("bad_huge_storage.pt", PS_EFORMAT, "too large");
     expect_file_fail("bad_neg_size.pt", PS_EFORMAT, "size or stride");
     expect_file_fail("bad_alias.pt", PS_EFORMAT, "named twice");
+    expect_file_fail("bad_broadcast.pt", PS_EFORMAT, "expanded tensor view");
+    PtFile *e = load("expanded.pt"); /* (3, 4) with strides (0, 1) at offset 2: rows 2 3 4 5 */
+    if (e) {
+        const PtTensor *t = pt_as_tensor(pt_find(pt_root(e), "t"));
+        const float *v;
+        int ok = t && t->numel == 12 && pt_tensor_f32(t, &v, NULL) == PS_OK;
+        for (int i = 0; ok && i < 12; i++)
+            ok = v[i] == (float)(2 + i % 4);
+        CHECK(ok);
+    }
+    pt_close(e);
 
     char err[PS_ERRLEN];
     PtFile *f;

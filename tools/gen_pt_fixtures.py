@@ -6,7 +6,8 @@ runs Python).
 
     nice -n 10 /usr/bin/python3 tools/gen_pt_fixtures.py
 
-Everything is seeded, small (a few KiB each) and written by torch.save itself,
+Everything is seeded, small (a few KiB each) and written by torch.save itself
+(rerunning changes only the legacy files, whose storage keys are object ids),
 except the hostile files, whose pickles are made by a Pickler with the same
 persistent ids torch uses (or written byte by byte) and zipped as torch does.
 
@@ -221,13 +222,18 @@ def write_mixed():
         f.write("\n".join(lines) + "\n")
 
 
+def zput(z, name, data, method=zipfile.ZIP_STORED):
+    """A zip entry with a fixed date, so rerunning the script changes nothing."""
+    z.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), data, compress_type=method)
+
+
 def rezip(src, dst, method, byteorder):
     zin = zipfile.ZipFile(src)
     top = zin.namelist()[0].split("/")[0]
     with zipfile.ZipFile(dst, "w", method) as z:
         for i in zin.infolist():
-            z.writestr(i.filename, zin.read(i.filename))
-        z.writestr(top + "/byteorder", byteorder)
+            zput(z, i.filename, zin.read(i.filename), method)
+        zput(z, top + "/byteorder", byteorder, method)
 
 
 # ---- Dassl / MaPLe style ----
@@ -278,10 +284,10 @@ def torch_pickle(obj):
 
 def torch_zip(name, pkl, storages=None, top="archive"):
     with zipfile.ZipFile(path(name), "w", zipfile.ZIP_STORED) as z:
-        z.writestr(top + "/data.pkl", pkl)
+        zput(z, top + "/data.pkl", pkl)
         for k, data in (storages or {}).items():
-            z.writestr(top + "/data/" + k, data)
-        z.writestr(top + "/version", "3\n")
+            zput(z, top + "/data/" + k, data)
+        zput(z, top + "/version", "3\n")
 
 
 PWNED = "/tmp/patchsae_pwned_%s"
@@ -315,6 +321,10 @@ def write_hostile():
     # a storage aliased by a view with a different dtype
     torch_zip("bad_alias.pt", torch_pickle({"a": FakeTensor(s6, 0, (6,), (1,)),
                                             "b": FakeTensor(Storage("0", "HalfStorage", 6), 0, (6,), (1,))}),
+              {"0": f32(6)})
+    # expanded (stride 0) views: a small one is fine, a huge one is refused
+    torch_zip("expanded.pt", torch_pickle({"t": FakeTensor(s6, 2, (3, 4), (0, 1))}), {"0": f32(6)})
+    torch_zip("bad_broadcast.pt", torch_pickle({"t": FakeTensor(s6, 0, (1 << 20, 1 << 20), (0, 0))}),
               {"0": f32(6)})
     # a valid odd-layout file made by hand: top directory with another name, offset views
     torch_zip("odd_top.pt", torch_pickle({"t": FakeTensor(s6, 1, (2, 2), (1, 2))}), {"0": f32(6)},
