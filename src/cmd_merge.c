@@ -30,13 +30,14 @@ const char cmd_merge_usage[] =
 static void
 unlink_db(const char *p, int main_too)
 {
-    size_t n = strlen(p) + 8;
-    char *b = xmalloc(n);
+    size_t n = strlen(p);
+    char *b = xmalloc(n + 5);
     if (main_too)
         unlink(p);
-    snprintf(b, n, "%s-wal", p);
+    memcpy(b, p, n);
+    memcpy(b + n, "-wal", 5);
     unlink(b);
-    snprintf(b, n, "%s-shm", p);
+    memcpy(b + n, "-shm", 5);
     unlink(b);
     free(b);
 }
