@@ -28,6 +28,7 @@
 #include "eval.h"
 #include "idx.h"
 #include "img.h"
+#include "maple.h"
 #include "ps.h"
 #include "sae.h"
 
@@ -40,7 +41,9 @@ const char cmd_eval_usage[] =
     "  --index I         the index whose class counts choose the latents; results are\n"
     "                    stored in its eval table\n"
     "  --model M         the CLIP model (HF directory or OpenAI-named safetensors)\n"
-    "  --maple CKPT      evaluate the MaPLe-adapted model (not in this build yet)\n"
+    "  --maple CKPT      evaluate the MaPLe-adapted model (a Dassl/MaPLe checkpoint on top\n"
+    "                    of --model): its visual prompts at every forward, its learned\n"
+    "                    class prompts for the class embeddings\n"
     "  --sae S           the SAE (PatchSAE .pt, SAELens, or the project's safetensors)\n"
     "  --data D          the dataset (image folder, TSV manifest, IDX, fashion-mnist:test)\n"
     "  --classes FILE    class names for the dataset (default: the dataset's own)\n"
@@ -56,8 +59,9 @@ const char cmd_eval_usage[] =
     "  --no-baselines    skip the random and dataset-level selections of the same sizes\n"
     "  --seed N          seed of the random selections (default 1)\n"
     "  --csv F           also write class,class_name,mode,k,n_images,correct,accuracy rows\n"
-    "  --ensemble        class embeddings from OpenAI's 80 ImageNet templates, averaged\n"
-    "                    without renormalising (PatchSAE); default \"a photo of a {}.\"\n"
+    "  --ensemble        base model: class embeddings from OpenAI's 80 ImageNet templates,\n"
+    "                    averaged without renormalising (PatchSAE); default \"a photo of a\n"
+    "                    {}.\" (MaPLe always uses its learned prompts)\n"
     "  --layer L         the hook layer (default: the SAE's, else n_layers-2)\n"
     "  --max-per-class N evaluate at most N images of each class (first in dataset order)\n"
     "  --batch N         images per forward (default 16)\n"
@@ -196,10 +200,6 @@ cmd_eval(int argc, char **argv)
                         "(see --help)\n");
         return 2;
     }
-    if (maple) {
-        fprintf(stderr, "patchsae eval: --maple %s: MaPLe is not in this build yet\n", maple);
-        return 2;
-    }
 
     char err[PS_ERRLEN];
     int status = 2, nm = 0;
@@ -208,6 +208,7 @@ cmd_eval(int argc, char **argv)
     Clip c;
     int clip_ok = 0;
     Sae s = { 0 };
+    Maple mp = { 0 };
     Dataset ds = { 0 };
     EvalRank r = { 0 };
     Eval ev = { 0 };
@@ -256,6 +257,11 @@ cmd_eval(int argc, char **argv)
         fprintf(stderr, "patchsae eval: %s\n", err);
         goto done;
     }
+    if (maple && maple_load(&mp, maple, &c, err)) {
+        fprintf(stderr, "patchsae eval: %s\n", err);
+        goto done;
+    }
+    const ClipPrompts *prompts = maple ? &mp.vision : NULL;
     const ClipConfig *g = &c.cfg;
     if (s.d_in != g->vision.width || s.d_sae != ss.d_sae) {
         fprintf(stderr,
@@ -316,12 +322,14 @@ cmd_eval(int argc, char **argv)
     /* class embeddings, once */
     text = xmalloc((size_t)C * g->embed_dim * sizeof *text);
     const char *const *tpl = ensemble ? clip_imagenet_templates : &clip_photo_template;
-    if (clip_zeroshot_weights(&c, (const char *const *)ds.class_names, C, tpl,
-                              ensemble ? CLIP_N_TEMPLATES : 1, 0, text, err)) {
+    const char *const *cn = (const char *const *)ds.class_names;
+    if (maple ? maple_encode_classes(&mp, &c, cn, C, NULL, text, err)
+              : clip_zeroshot_weights(&c, cn, C, tpl, ensemble ? CLIP_N_TEMPLATES : 1, 0, text,
+                                      err)) {
         fprintf(stderr, "patchsae eval: %s\n", err);
         goto done;
     }
-    if (eval_init(&ev, &cfg, &c, NULL, &s, (int)layer, &r, text, C, err)) {
+    if (eval_init(&ev, &cfg, &c, prompts, &s, (int)layer, &r, text, C, err)) {
         fprintf(stderr, "patchsae eval: %s\n", err);
         goto done;
     }
@@ -425,6 +433,7 @@ done:
     free(start);
     data_close(&ds);
     sae_free(&s);
+    maple_free(&mp);
     if (clip_ok)
         clip_close(&c);
     free(ms);

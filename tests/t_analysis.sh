@@ -3,7 +3,10 @@
 # synthetic index (`patchsae synth`: 64 latents, 3 classes, base + adapted), the
 # small CLIP fixture, a random 64-latent SAE fixture and an image folder of the
 # fixture PNGs (3 classes): exit codes, outputs, rows in the index, determinism,
-# and clear refusals of mismatched inputs.
+# and clear refusals of mismatched inputs. Then, when OpenAI's BPE file is there,
+# on a real index built by `patchsae index` (tiny CLIP + MaPLe, tiny SAE): eval of
+# both models, whose unmasked accuracy must equal the index's own predictions,
+# and diff.
 . tests/lib.sh
 D=tests/data
 M=$D/clip_tiny/small/hf
@@ -85,4 +88,31 @@ t_status "a missing index exits 2" 2 "$PS" diff --index "$T_TMP/none.db"
 t_status "an index without an adapted model exits 2" 2 "$PS" diff --index "$T_TMP/one.db"
 t_status "--no-store on a read-only copy" 0 sh -c 'cp "$1" "$2" && chmod a-w "$2" && "$3" diff --index "$2" --no-store --table1' _ "$X" "$T_TMP/ro.db" "$PS"
 t_check "diff --help" sh -c '"$1" diff --help | grep -q "usage: patchsae diff"' _ "$PS"
+
+TOK=${PATCHSAE_SHARED:-/work/shared/data}/bpe_simple_vocab_16e6.txt.gz
+if [ -f "$TOK" ]; then
+    TD=$D/clip_tiny
+    TS=$D/index/sae_tiny.safetensors
+    MP=$TD/maple/model.pth.tar-5
+    R=$T_TMP/real.db
+    mkdir -p "$T_TMP/ds/cat" "$T_TMP/ds/dog"
+    cp $TD/img_land.png $TD/img_port.png $TD/img_square.png "$T_TMP/ds/cat/"
+    cp $TD/img_gray.png $TD/img_rgba.png $TD/img_big.png "$T_TMP/ds/dog/"
+    t_status "index with MaPLe" 0 "$PS" index --quiet --model $TD/hf --tokenizer "$TOK" --sae $TS --maple $MP --data "$T_TMP/ds" -o "$R"
+    rev() { "$PS" eval --quiet --index "$R" --model $TD/hf --tokenizer "$TOK" --sae $TS --data "$T_TMP/ds" "$@"; }
+    t_status "eval of the base model" 0 rev --k 1,5,all
+    t_status "eval of the MaPLe model" 0 rev --k 1,5,all --maple $MP
+    t_status "eval of MaPLe with latents ranked by the base model" 0 rev --k 5 --maple $MP --rank-by base --no-baselines
+    for m in clip maple; do
+        acc=$(sqlite3 "$R" "SELECT printf('%.6f', accuracy) FROM eval_names WHERE model = '$m' AND selected_by = '$m' AND class = -1 AND mode = 'orig'")
+        ref=$(sqlite3 "$R" "SELECT printf('%.6f', 100.0 * SUM(p.class = i.label) / COUNT(*)) FROM predictions p JOIN images i ON i.id = p.image_id JOIN models m ON m.id = p.model_id WHERE m.name = '$m' AND p.rank = 1")
+        t_check "eval's unmasked $m accuracy ($acc) = the index's predictions ($ref)" [ -n "$acc" ] && [ "$acc" = "$ref" ]
+    done
+    t_check "crossed selection stored" [ "$(sqlite3 "$R" "SELECT count(*) FROM eval_names WHERE model = 'maple' AND selected_by = 'clip'")" -gt 0 ]
+    t_check "diff on the real index" sh -c '"$1" diff --index "$2" --table1 | grep -q "^| ds | "' _ "$PS" "$R"
+    t_check "diff groups stored" [ "$(sqlite3 "$R" "SELECT count(*) FROM diff_groups")" -gt 0 ]
+    t_check "integrity" [ "$(sqlite3 "$R" "PRAGMA integrity_check")" = ok ]
+else
+    echo "$0: $TOK missing: the real-index part is skipped" >&2
+fi
 t_done

@@ -15,6 +15,7 @@
 #include "clip.h"
 #include "eval.h"
 #include "idx.h"
+#include "maple.h"
 #include "ps.h"
 #include "ref.h"
 #include "sae.h"
@@ -115,17 +116,22 @@ check_rank(void)
 /* ---- a plain-loop forward of blocks l0..L-1 and the head, from ClipLayer weights ---- */
 
 static void
-ref_rest(const Clip *c, const float *resid, int N, int l0, float *emb)
+ref_rest(const Clip *c, const ClipPrompts *pr, const float *resid, int N, int l0, float *emb)
 {
     const ClipConfig *g = &c->cfg;
     const ClipTowerConfig *t = &g->vision;
-    int T = g->n_tok, D = t->width, F = t->mlp, E = g->embed_dim, M = N * T;
+    int n_ctx = pr ? pr->n_ctx : 0, T = g->n_tok + n_ctx, D = t->width, F = t->mlp;
+    int E = g->embed_dim, M = N * T;
     float *x = malloc((size_t)M * D * sizeof *x), *h = malloc((size_t)M * D * sizeof *h);
     float *qkv = malloc((size_t)M * 3 * D * sizeof *qkv), *a = malloc((size_t)M * D * sizeof *a);
     float *f = malloc((size_t)M * F * sizeof *f), *o = malloc((size_t)M * D * sizeof *o);
     memcpy(x, resid, (size_t)M * D * sizeof *x);
     for (int l = l0; l < t->layers; l++) {
         const ClipLayer *w = &c->vis.layers[l];
+        if (pr && pr->deep && pr->deep[l]) /* MaPLe: the prompt tokens are replaced */
+            for (int n = 0; n < N; n++)
+                memcpy(x + ((size_t)n * T + g->n_tok) * D, pr->deep[l],
+                       (size_t)n_ctx * D * sizeof *x);
         ref_layernorm(h, x, w->ln1_w, w->ln1_b, M, D, t->eps);
         ref_linear(qkv, h, w->w_qkv, w->b_qkv, M, D, 3 * D);
         ref_attention(a, qkv, N, T, D, t->heads, 0);
@@ -282,7 +288,7 @@ check_model(void)
             eval_mask(r.order + S, 5, S, 1, keep);
         CHECK(eval_forward_masked(&ev, resid, N, keep, emb, err) == PS_OK);
         sae_decode_masked(&s, &sp, keep, SAE_PATCH_BIAS, xm);
-        ref_rest(&c, xm, N, hook + 1, remb);
+        ref_rest(&c, NULL, xm, N, hook + 1, remb);
         CHECK_REL(emb, remb, (size_t)N * E, 1e-5);
     }
 
@@ -307,7 +313,7 @@ check_model(void)
             else
                 eval_mask(ord, cd->k, S, cd->on, keep);
             sae_decode_masked(&s, &sp, keep, SAE_PATCH_BIAS, xm);
-            ref_rest(&c, xm, N, hook + 1, remb);
+            ref_rest(&c, NULL, xm, N, hook + 1, remb);
             e = remb;
         }
         int right = 0;
@@ -385,10 +391,88 @@ check_model(void)
     clip_close(&c);
 }
 
+/* MaPLe on the tiny CLIP: T grows by the prompt tokens, blocks after the hook replace them. */
+static void
+check_maple(void)
+{
+    char err[PS_ERRLEN];
+    Clip c;
+    Maple m;
+    if (clip_open(&c, t_data("clip_tiny/hf"), NULL, err)) {
+        CHECK_MSG(0, "open tiny clip: %s", err);
+        return;
+    }
+    if (maple_load(&m, t_data("clip_tiny/maple/model.pth.tar-5"), &c, err)) {
+        CHECK_MSG(0, "load maple: %s", err);
+        clip_close(&c);
+        return;
+    }
+    const ClipConfig *g = &c.cfg;
+    int D = g->vision.width, E = g->embed_dim, N = 3, S = 64, C = 2, Sz = g->image_size;
+    int T = g->n_tok + m.n_ctx;
+    /* hook 0: deep prompts still replace tokens in blocks 1 and 2 of the rerun */
+    int hook = 0;
+    t_seed(5);
+    Sae s;
+    random_sae(&s, D, S);
+    size_t px = (size_t)3 * Sz * Sz;
+    float *pix = malloc((size_t)N * px * sizeof *pix), *resid = malloc((size_t)N * T * D * 4);
+    float *full = malloc((size_t)N * E * 4), *emb = malloc((size_t)N * E * 4);
+    float *remb = malloc((size_t)N * E * 4), *xm = malloc((size_t)N * T * D * 4);
+    for (size_t i = 0; i < N * px; i++)
+        pix[i] = 1.5f * t_randf();
+    CHECK(clip_encode_image_ex(&c, pix, N, &m.vision, hook, resid, full, err) == PS_OK);
+    CHECK(clip_image_from_layer(&c, resid, N, hook, &m.vision, emb, err) == PS_OK);
+    CHECK_REL(emb, full, (size_t)N * E, 1e-6);
+    ref_rest(&c, &m.vision, resid, N, hook + 1, remb);
+    CHECK_REL(remb, full, (size_t)N * E, 1e-5);
+    int32_t cl[] = { 0, 1 }, lt[] = { 3, 4 };
+    int64_t ct[] = { 5, 6 };
+    EvalRank r;
+    CHECK(eval_rank_build(&r, C, S, S, 2, cl, lt, ct, err) == PS_OK);
+    float text[2 * 64];
+    for (int i = 0; i < C * E; i++)
+        text[i] = t_randf();
+    EvalConfig cfg;
+    eval_config_init(&cfg, S);
+    cfg.batch = N;
+    Eval ev;
+    CHECK(eval_init(&ev, &cfg, &c, &m.vision, &s, hook, &r, text, C, err) == PS_OK);
+    CHECK_EQ_INT(ev.n_tok, T);
+    SaeSparse sp = { 0 };
+    SaeWork w;
+    CHECK(sae_work_init(&w, &s, err) == PS_OK);
+    CHECK(sae_encode_sparse(&s, resid, N * T, &sp, &w, err) == PS_OK);
+    uint8_t keep[64];
+    for (int k = 0; k < 2; k++) {
+        eval_mask(r.order, k ? 1 : S, S, 1, keep);
+        CHECK(eval_forward_masked(&ev, resid, N, keep, emb, err) == PS_OK);
+        sae_decode_masked(&s, &sp, keep, SAE_PATCH_BIAS, xm);
+        ref_rest(&c, &m.vision, xm, N, hook + 1, remb);
+        CHECK_REL(emb, remb, (size_t)N * E, 1e-5);
+    }
+    CHECK(eval_batch(&ev, 1, pix, N, err) == PS_OK);
+    CHECK_EQ_INT(eval_count(&ev, -1), N);
+    eval_free(&ev);
+    eval_rank_free(&r);
+    sae_sparse_free(&sp);
+    sae_work_free(&w);
+    sae_free(&s);
+    free(pix);
+    free(resid);
+    free(full);
+    free(emb);
+    free(remb);
+    free(xm);
+    maple_free(&m);
+    clip_close(&c);
+}
+
 void
 test_eval(void)
 {
     check_ks();
     check_rank();
     check_model();
+    check_maple();
 }
