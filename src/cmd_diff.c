@@ -260,8 +260,8 @@ cmd_diff(int argc, char **argv)
         fmt2(lh, sizeof lh, sm.grp[DIFF_LOW_HIGH][0], sm.grp[DIFF_LOW_HIGH][1]);
         fmt2(ab, sizeof ab, sm.acc[0][0], sm.acc[0][1]);
         fmt2(aa, sizeof aa, sm.acc[1][0], sm.acc[1][1]);
-        printf("| Dataset | high b/n | h→l b/n | l→h b/n | %s base/novel | %s base/novel | Δ base %% |\n",
-               b.model, a.model);
+        printf("| Dataset | high b/n | h→l b/n | l→h b/n | %s base/novel | %s base/novel "
+               "| Δ base %% |\n", b.model, a.model);
         printf("|---|---|---|---|---|---|---|\n");
         printf("| %s | %s | %s | %s | %s | %s | ", b.dataset, h, hl, lh, ab, aa);
         printf(isnan(sm.delta) ? "- |\n" : "%.2f |\n", sm.delta);
@@ -325,7 +325,8 @@ cmd_diff(int argc, char **argv)
         json_object_set_new(o, "class_name", json_string(names[e->cls]));
         json_object_set_new(o, "group", json_string(diff_grp_names[e->grp]));
         json_object_set_new(o, "latent", json_integer(e->latent));
-        json_object_set_new(o, "base_rank", e->base_rank ? json_integer(e->base_rank) : json_null());
+        json_object_set_new(o, "base_rank",
+                            e->base_rank ? json_integer(e->base_rank) : json_null());
         json_object_set_new(o, "adapted_rank",
                             e->adapted_rank ? json_integer(e->adapted_rank) : json_null());
         json_object_set_new(o, "base_count", json_integer(e->base_count));
