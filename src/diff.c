@@ -336,12 +336,15 @@ diff_groups_store(Idx *ix, int64_t base, int64_t adapted, int hi, int lo, const 
                                       "latent, base_rank, adapted_rank, base_count, "
                                       "adapted_count) VALUES ");
         for (int i = i0; i < MIN(n, i0 + ROWS); i++) {
-            char rb[24], ra[24];
-            snprintf(rb, sizeof rb, e[i].base_rank ? "%d" : "NULL", e[i].base_rank);
-            snprintf(ra, sizeof ra, e[i].adapted_rank ? "%d" : "NULL", e[i].adapted_rank);
+            char rb[24] = "NULL", ra[24] = "NULL";
+            if (e[i].base_rank)
+                snprintf(rb, sizeof rb, "%d", e[i].base_rank);
+            if (e[i].adapted_rank)
+                snprintf(ra, sizeof ra, "%d", e[i].adapted_rank);
             len += (size_t)snprintf(sql + len, cap - len,
-                                    "%s(%lld,%lld,%d,'%s',%d,%s,%s,%lld,%lld)", i > i0 ? "," : "", (long long)base, (long long)adapted,
-                                    e[i].cls, diff_grp_names[e[i].grp], e[i].latent, rb, ra,
+                                    "%s(%lld,%lld,%d,'%s',%d,%s,%s,%lld,%lld)", i > i0 ? "," : "",
+                                    (long long)base, (long long)adapted, e[i].cls,
+                                    diff_grp_names[e[i].grp], e[i].latent, rb, ra,
                                     (long long)e[i].base_count, (long long)e[i].adapted_count);
             PS_ASSERT(len < cap);
         }
