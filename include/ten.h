@@ -21,6 +21,8 @@
 
 /* Y(M,N) = X(M,K) W(N,K)^T + b(N) (b may be NULL). */
 void ten_linear(float *Y, const float *X, const float *W, const float *b, int M, int K, int N);
+/* Y(M,N) += X(M,K) W(N,K)^T + b(N) (b may be NULL): a linear layer added onto a residual. */
+void ten_linear_acc(float *Y, const float *X, const float *W, const float *b, int M, int K, int N);
 /* Y(M,N) = X(M,K) W(K,N) + b(N): weights stored (in, out), as OpenAI's `proj`. */
 void ten_matmul(float *Y, const float *X, const float *W, const float *b, int M, int K, int N);
 /* y(M,D) = (x - mean) / sqrt(var + eps) * g + b, per row (biased variance). y may be x. */
@@ -37,6 +39,17 @@ void ten_add(float *y, const float *x, size_t n);
 /* Scales each of the M rows of x (M,D) to unit L2 norm (rows of zeros stay zero). */
 void ten_l2norm(float *x, int M, int D);
 
+/* x *= s, n floats. */
+void ten_scale(float *x, size_t n, float s);
+
+/*
+ * Patch extraction for a stride = kernel convolution without bias (CLIP's
+ * conv1), so the convolution becomes one GEMM with the weight viewed as
+ * (D, C*P*P): cols (N*G*G, C*P*P) from pix (N,C,S,S), G = S/P (S % P == 0);
+ * row n*G*G + r*G + c is patch (r, c) of image n, its columns in (C, P, P) order.
+ */
+void ten_patchify(float *cols, const float *pix, int N, int C, int S, int P);
+
 /*
  * Multi-head self-attention core for N sequences of T tokens:
  * qkv (N,T,3D) holds q | k | v per token (as a fused in_proj makes them);
@@ -45,6 +58,7 @@ void ten_l2norm(float *x, int M, int D);
  * projection is not included.
  */
 size_t ten_attention_scratch(int T, int D);
+/* causal: token i attends to tokens 0..i only (the text encoder). */
 void ten_attention(float *out, const float *qkv, int N, int T, int D, int H, int causal,
                    float *scratch);
 

@@ -81,10 +81,11 @@ class ClipTokenizer:
                 lines = lines[1:]
             merges = []
             for i, line in enumerate(lines):
+                line = line[:-1] if line.endswith("\r") else line
                 if line == "":
                     continue
-                parts = line.split(" ")
-                if len(parts) != 2 or not parts[0] or not parts[1]:
+                parts = line.split()
+                if len(parts) != 2:
                     raise ValueError("%s: line %d: expected two symbols" % (merges_txt, i + 2))
                 merges.append(tuple(parts))
         else:
