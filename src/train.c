@@ -202,6 +202,13 @@ pick(const float *h, int n, int32_t *idx, float *val)
     return k;
 }
 
+static void
+prefetch_row(const float *p, int n)
+{
+    for (int i = 0; i < n; i += 16)
+        __builtin_prefetch(p + i);
+}
+
 typedef struct AdamK {
     float b1, c1, b2, c2, step, bc2s, eps;
 } AdamK;
@@ -235,6 +242,7 @@ struct TrainScratch {
     float *xhat;                /* (N, D) */
     float *dx;                  /* (N, D) dL/dx_hat (MSE part; the ghost term does not reach x_hat) */
     float *dsum;                /* (D) sum_t dx_t */
+    double *xsum;               /* (D) sum_t x_t */
     float *h;                   /* (M, S) pre-activations of one chunk */
     int64_t *rp;                /* (N + 1) per-token start in the sparse lists of the pass */
     int32_t *e_idx;             /* (cap) latent of each entry, token-major */
@@ -376,6 +384,7 @@ train_init(SaeTrain *t, const SaeTrainConfig *c, char *err)
     s->xhat = big(s, ND * fz, &ok);
     s->dx = big(s, ND * fz, &ok);
     s->dsum = big(s, D * fz, &ok);
+    s->xsum = big(s, D * sizeof(double), &ok);
     s->h = big(s, MS * fz, &ok);
     s->rp = big(s, (N + 1) * sizeof(int64_t), &ok);
     s->e_idx = big(s, cap * sizeof(int32_t), &ok);
@@ -448,10 +457,7 @@ renorm_rows(float *W, int S, int D)
 {
     for (int s = 0; s < S; s++) {
         float *w = W + (size_t)s * D;
-        double q = 0;
-        for (int d = 0; d < D; d++)
-            q += (double)w[d] * w[d];
-        float n = (float)sqrt(q);
+        float n = sqrtf(dot(w, w, D));
         for (int d = 0; d < D; d++)
             w[d] /= n;
     }
@@ -765,20 +771,26 @@ train_step(SaeTrain *t, const float *x, int n, SaeTrainStats *st)
     }
     memset(s->touched, 0, (size_t)S);
     memset(s->dsum, 0, (size_t)D * sizeof(float));
+    memset(s->xsum, 0, (size_t)D * sizeof(double));
     for (int tk = 0; tk < n; tk++) {
         const float *xr = x + (size_t)tk * D;
         float *xc = s->xc + (size_t)tk * D;
-        for (int d = 0; d < D; d++)
+        for (int d = 0; d < D; d++) {
             xc[d] = xr[d] - t->b_dec[d];
+            s->xsum[d] += xr[d];
+        }
     }
 
     Acc acc = { 0 };
+    double tm0 = ps_now(), t_enc = 0, t_ghost = 0, ta;
     const float inv = 1.0f / ((float)n * (float)D), l1n = c->l1 / (float)n;
     int g0 = 0, n_pass = 1;
     s->rp[0] = 0;
     for (int c0 = 0; c0 < n; c0 += M) {
         int m = MIN(M, n - c0);
+        ta = ps_now();
         ten_linear(s->h, s->xc + (size_t)c0 * D, t->W_encT, t->b_enc, m, D, S);
+        t_enc += ps_now() - ta;
         for (int i = 0; i < m; i++) {
             int tk = c0 + i;
             if (s->rp[tk] - s->rp[g0] + S > (int64_t)s->cap) {
@@ -798,6 +810,8 @@ train_step(SaeTrain *t, const float *x, int n, SaeTrainStats *st)
             memcpy(xh, t->b_dec, (size_t)D * sizeof(float));
             double fs = 0;
             for (int j = 0; j < k; j++) {
+                if (j + 1 < k) /* the next decoder row: random rows miss every cache */
+                    prefetch_row(t->W_dec + (size_t)idx[j + 1] * D, D);
                 axpy(xh, f[j], t->W_dec + (size_t)idx[j] * D, D);
                 fs += f[j];
             }
@@ -821,8 +835,11 @@ train_step(SaeTrain *t, const float *x, int n, SaeTrainStats *st)
             for (int j = 0; j < k; j++)
                 dh[j] = dot(dx, t->W_dec + (size_t)idx[j] * D, D) + l1n;
         }
-        if (nd)
+        if (nd) {
+            ta = ps_now();
             ghost_chunk(t, x, n, c0, m, &acc);
+            t_ghost += ps_now() - ta;
+        }
     }
     latent_pass(t, g0, n);
 
@@ -849,6 +866,7 @@ train_step(SaeTrain *t, const float *x, int n, SaeTrainStats *st)
     }
 
     /* Adam, PyTorch 1.13 single-tensor formula */
+    double tm1 = ps_now();
     double lr = train_lr(t);
     int64_t kstep = t->step + 1;
     double bc1 = 1 - pow(c->beta1, (double)kstep), bc2 = 1 - pow(c->beta2, (double)kstep);
@@ -889,16 +907,12 @@ train_step(SaeTrain *t, const float *x, int n, SaeTrainStats *st)
     adam(t->b_enc, t->m[1], t->v[1], s->gbe, S, &ak);
     adam(t->b_dec, t->m[3], t->v[3], s->gbd, D, &ak);
     t->step++;
+    double tm2 = ps_now();
 
     if (st) {
         double mu2 = 0; /* ||mean x||^2 for the explained variance */
-        for (int d = 0; d < D; d++) {
-            double a = 0;
-            for (int tk = 0; tk < n; tk++)
-                a += x[(size_t)tk * D + d];
-            a /= n;
-            mu2 += a * a;
-        }
+        for (int d = 0; d < D; d++)
+            mu2 += (s->xsum[d] / n) * (s->xsum[d] / n);
         double var = acc.xsq - n * mu2;
         st->mse = acc.mse / ((double)n * D);
         st->l1 = c->l1 * acc.l1 / n;
@@ -910,6 +924,10 @@ train_step(SaeTrain *t, const float *x, int n, SaeTrainStats *st)
         st->n_fired = n_fired;
         st->lr = lr;
         st->n_pass = n_pass;
+        st->sec_encode = t_enc;
+        st->sec_ghost = t_ghost;
+        st->sec_sparse = tm1 - tm0 - t_enc - t_ghost;
+        st->sec_adam = tm2 - tm1;
     }
 }
 
