@@ -12,7 +12,7 @@
  *     Tok t;
  *     if (tok_load_bpe_gz(&t, "bpe_simple_vocab_16e6.txt.gz", err) != PS_OK) ...
  *     int32_t ids[77];
- *     tok_tokenize(&t, "a photo of a cat.", 77, ids); // 49406 320 1125 539 320 2368 269 49407 0 ...
+ *     tok_tokenize(&t, "a photo of a cat.", 77, ids); // 49406 320 1125 539 320 2368 269 49407 0..
  *     tok_free(&t);
  *
  * Not thread-safe: tok_encode/tok_tokenize update a word cache inside the
@@ -24,22 +24,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TOK_CTX 77                /* CLIP's context length */
-#define TOK_MAX_TEXT (1u << 26)   /* longer texts are refused (PS_EUSAGE) */
-#define TOK_MAX_VOCAB (1 << 24)   /* larger vocab.json / merge lists are PS_EFORMAT */
+#define TOK_CTX       77         /* CLIP's context length */
+#define TOK_MAX_TEXT  (1u << 20) /* longer texts (bytes) are refused (PS_EUSAGE) */
+#define TOK_MAX_VOCAB (1 << 24)  /* larger vocab.json / merge lists are PS_EFORMAT */
 
 typedef struct TokData TokData;
 
 typedef struct Tok {
-    int n_vocab;        /* ids are 0 .. n_vocab-1 */
-    int n_merges;       /* merge ranks 0 .. n_merges-1 */
-    int32_t sot, eot;   /* ids of <|startoftext|> and <|endoftext|> (49406, 49407 for OpenAI's) */
-    TokData *d;         /* private: symbols, hash tables, word cache */
+    int n_vocab;      /* ids are 0 .. n_vocab-1 */
+    int n_merges;     /* merge ranks 0 .. n_merges-1 */
+    int32_t sot, eot; /* ids of <|startoftext|> and <|endoftext|> (49406, 49407 for OpenAI's) */
+    TokData *d;       /* private: symbols, hash tables, word cache */
 } Tok;
 
 /* OpenAI's bpe_simple_vocab_16e6.txt.gz: header line, then the first 48894 merges are used. */
 int tok_load_bpe_gz(Tok *t, const char *path, char *err);
-/* HF CLIPTokenizer files: vocab.json {token: id} with ids 0..n-1, merges.txt ("#version" line optional). */
+/* HF CLIPTokenizer files: vocab.json {token: id}, ids 0..n-1; merges.txt ("#version" optional). */
 int tok_load_hf(Tok *t, const char *vocab_json, const char *merges_txt, char *err);
 /* Frees everything and zeroes t; NULL and a zeroed Tok are no-ops. */
 void tok_free(Tok *t);
@@ -48,9 +48,9 @@ int tok_vocab_size(const Tok *t);
 int32_t tok_sot(const Tok *t);
 int32_t tok_eot(const Tok *t);
 
-/* Ids of text without SOT/EOT: writes the first min(total, max) into ids, *n = total. PS_OK or PS_EUSAGE (too long). */
+/* Ids of text without SOT/EOT: the first min(total, max) to ids, *n = total. PS_OK, PS_EUSAGE. */
 int tok_encode(const Tok *t, const char *text, int32_t *ids, int max, int *n);
-/* OpenAI tokenize(truncate=True): out (ctx) = SOT ids... EOT, zero padded; a longer text keeps ctx-2 ids. */
+/* OpenAI tokenize(truncate=True): out (ctx) = SOT ids EOT 0...; a longer text keeps ctx-2 ids. */
 int tok_tokenize(const Tok *t, const char *text, int ctx, int32_t *out);
 /* Debug text of ids ('</w>' -> ' ', bytes restored, unknown ids skipped); snprintf-style return. */
 size_t tok_decode(const Tok *t, const int32_t *ids, int n, char *out, size_t cap);

@@ -10,9 +10,11 @@
  * image into one (N,3,S,S) buffer (an unreadable image is reported and
  * skipped: exit 1); run the vision tower in batches of BATCH images over the
  * reserved scratch; tokenize and encode the prompts; write everything with
- * st_writer (temporary name, then rename). The SAE (--sae) and MaPLe (--maple)
- * stages are extension points: Embed carries their outputs, and the places
- * where they plug in are marked; until then both options are refused.
+ * st_writer (temporary name, then rename). The SAE (--sae) stage is an
+ * extension point: Embed carries its outputs, and the places where it plugs
+ * in are marked; until then the option is refused. With --maple (maple.h)
+ * the vision tower runs with MaPLe's prompts (T grows by n_ctx) and the
+ * --classes rows use MaPLe's learned class prompts.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,6 +28,7 @@
 #include "clip.h"
 #include "cmd.h"
 #include "img.h"
+#include "maple.h"
 #include "ps.h"
 #include "st.h"
 
@@ -35,7 +38,8 @@
 const char cmd_embed_usage[] =
     "run images and prompts through CLIP into a safetensors file\n"
     "usage: patchsae embed --model MODEL [--layer L] [--text PROMPT]... [--classes FILE]\n"
-    "                      [--ensemble] [--tokenizer PATH] [--quiet] -o OUT.safetensors IMAGE...\n"
+    "                      [--ensemble] [--maple CKPT] [--tokenizer PATH] [--quiet]\n"
+    "                      -o OUT.safetensors IMAGE...\n"
     "\n"
     "  --model MODEL     HF model directory, or a safetensors file with OpenAI/open_clip names\n"
     "  --layer L         hook the residual stream after vision block L (0-based; default\n"
@@ -48,18 +52,25 @@ const char cmd_embed_usage[] =
     "                    renormalised (PatchSAE); input_ids then holds the 80 rows of each class\n"
     "  --tokenizer PATH  vocab.json (merges.txt beside it) or bpe_simple_vocab_16e6.txt.gz;\n"
     "                    default: found beside the model\n"
+    "  --maple CKPT      MaPLe (Dassl checkpoint model.pth.tar-N, read without Python): images\n"
+    "                    run with its learned prompts (resid gets n_ctx more tokens, last), and\n"
+    "                    --classes rows use its learned class prompts (--text rows stay plain\n"
+    "                    CLIP); computed in float32 (the original runs in fp16)\n"
     "  --quiet           no progress on stderr\n"
     "  -o OUT            output file (written to OUT.tmp, then renamed)\n"
-    "  --sae, --maple    not available yet in this build\n"
+    "  --sae             not available yet in this build\n"
     "\n"
     "OUT holds float32 tensors: pixel_values (N,3,S,S), resid (N,T,D), image_embeds (N,E)\n"
     "(L2-normalised) and, with prompts, input_ids (P,ctx) int64, text_embeds (P,E), logits (N,P)\n"
     "= exp(logit_scale) image_embeds text_embeds^T. __metadata__: model, layer, images and\n"
-    "prompts (JSON arrays), logit_scale. Unreadable images are skipped with a message (exit 1).\n";
+    "prompts (JSON arrays), logit_scale; with --maple also maple, n_ctx, prompt_depth.\n"
+    "Unreadable images are skipped with a message (exit 1).\n";
 
 /* Everything one run computes; later stages (SAE, MaPLe) add their fields here. */
 typedef struct Embed {
     int N, P, n_ctx;        /* images kept, prompts (text rows), MaPLe prompt tokens (0) */
+    const char *maple;      /* --maple checkpoint, or NULL */
+    int maple_depth;        /* its prompt depth */
     int T;                  /* tokens per image: 1 + G*G (+ n_ctx) */
     float *pixels;          /* (N, 3, S, S) */
     float *resid;           /* (N, T, D) */
@@ -150,7 +161,8 @@ progress(int quiet, const char *what, int done, int total)
 
 /* Text side: prompts -> input_ids, text_embeds (single prompts, or class ensembles). */
 static int
-run_text(Clip *c, const Strs *texts, const Strs *classes, int ensemble, Embed *e, char *err)
+run_text(Clip *c, const Strs *texts, const Strs *classes, int ensemble, const Maple *mp, Embed *e,
+         char *err)
 {
     int ctx = c->cfg.ctx, E = c->cfg.embed_dim, nt = texts->n, nc = classes->n, rc;
     int per = ensemble ? CLIP_N_TEMPLATES : 1;
@@ -164,7 +176,10 @@ run_text(Clip *c, const Strs *texts, const Strs *classes, int ensemble, Embed *e
             goto out;
     for (int k = 0; k < nc; k++)
         for (int j = 0; j < per; j++) {
-            clip_format_prompt(buf, sizeof buf, tpl[j], classes->s[k]);
+            if (mp)
+                maple_class_prompt(mp, classes->s[k], buf, sizeof buf);
+            else
+                clip_format_prompt(buf, sizeof buf, tpl[j], classes->s[k]);
             if ((rc = clip_tokenize(c, buf, ids + ((size_t)nt + (size_t)k * per + j) * ctx, err)))
                 goto out;
         }
@@ -174,13 +189,15 @@ run_text(Clip *c, const Strs *texts, const Strs *classes, int ensemble, Embed *e
     e->text_embeds = xmalloc((size_t)e->P * E * sizeof *e->text_embeds);
     if ((rc = clip_encode_text(c, ids, nt, e->text_embeds, err)))
         goto out;
-    if (!ensemble) {
+    if (mp) {
+        rc = maple_encode_text(mp, c, ids + (size_t)nt * ctx, nc, e->text_embeds + (size_t)nt * E,
+                               err);
+    } else if (!ensemble) {
         rc = clip_encode_text(c, ids + (size_t)nt * ctx, nc, e->text_embeds + (size_t)nt * E, err);
     } else {
         rc = clip_zeroshot_weights(c, (const char *const *)classes->s, nc, clip_imagenet_templates,
                                    CLIP_N_TEMPLATES, 0, e->text_embeds + (size_t)nt * E, err);
     }
-    /* MaPLe (--maple) replaces the class rows with its learned prompts here. */
 out:
     free(ids);
     return rc;
@@ -216,6 +233,13 @@ save(const char *out, const Clip *c, const Embed *e, const char *model, int laye
     st_writer_meta(w, "logit_scale", buf);
     st_writer_meta(w, "images", im);
     st_writer_meta(w, "prompts", pr);
+    if (e->maple) {
+        st_writer_meta(w, "maple", e->maple);
+        snprintf(buf, sizeof buf, "%d", e->n_ctx);
+        st_writer_meta(w, "n_ctx", buf);
+        snprintf(buf, sizeof buf, "%d", e->maple_depth);
+        st_writer_meta(w, "prompt_depth", buf);
+    }
     int rc = st_writer_save(w, out, err);
     st_writer_free(w);
     free(im), free(pr);
@@ -240,6 +264,8 @@ cmd_embed(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     const char *model = NULL, *classes_path = NULL, *tokenizer = NULL, *out = NULL;
+    const char *maple_path = NULL;
+    Maple mp = { 0 };
     int layer = -1, have_layer = 0, ensemble = 0, quiet = !isatty(2), ch, status = 0;
     Strs texts = { 0 }, classes = { 0 }, kept = { 0 }, prompts = { 0 };
     optind = 0;
@@ -266,10 +292,9 @@ cmd_embed(int argc, char **argv)
             have_layer = 1;
             break;
         }
+        case 'M': maple_path = optarg; break;
         case 'S':
-        case 'M':
-            fprintf(stderr, "patchsae embed: %s is not available yet in this build\n",
-                    ch == 'S' ? "--sae" : "--maple");
+            fprintf(stderr, "patchsae embed: --sae is not available yet in this build\n");
             status = 2;
             goto done;
         default:
@@ -299,6 +324,12 @@ cmd_embed(int argc, char **argv)
         status = 2;
         goto done;
     }
+    if (ensemble && maple_path) {
+        fprintf(stderr, "patchsae embed: --ensemble and --maple: MaPLe prompts classes with its "
+                        "learned prompts, not templates\n");
+        status = 2;
+        goto done;
+    }
     Clip c;
     if (clip_open(&c, model, tokenizer, err)) {
         fprintf(stderr, "patchsae embed: %s\n", err);
@@ -316,6 +347,16 @@ cmd_embed(int argc, char **argv)
         goto close;
     }
     Embed e = { 0 };
+    if (maple_path) {
+        if (maple_load(&mp, maple_path, &c, err)) {
+            fprintf(stderr, "patchsae embed: %s\n", err);
+            status = 2;
+            goto close;
+        }
+        e.maple = maple_path;
+        e.n_ctx = mp.n_ctx;
+        e.maple_depth = mp.depth;
+    }
     size_t S = (size_t)g->image_size, img_floats = 3 * S * S;
     e.T = g->n_tok + e.n_ctx;
     /* one mapping for pixels, resid and embeddings of all images: no per-image allocation */
@@ -362,10 +403,10 @@ cmd_embed(int argc, char **argv)
     }
     for (int n0 = 0; n0 < e.N; n0 += BATCH) {
         int B = MIN(BATCH, e.N - n0);
-        /* MaPLe (--maple) passes its ClipPrompts here (clip_encode_image_ex). */
-        if (clip_encode_image(&c, e.pixels + (size_t)n0 * img_floats, B, layer,
-                              e.resid + (size_t)n0 * e.T * g->vision.width,
-                              e.image_embeds + (size_t)n0 * g->embed_dim, err)) {
+        if (clip_encode_image_ex(&c, e.pixels + (size_t)n0 * img_floats, B,
+                                 maple_path ? &mp.vision : NULL, layer,
+                                 e.resid + (size_t)n0 * e.T * g->vision.width,
+                                 e.image_embeds + (size_t)n0 * g->embed_dim, err)) {
             fprintf(stderr, "patchsae embed: %s\n", err);
             status = 2;
             goto free;
@@ -377,11 +418,15 @@ cmd_embed(int argc, char **argv)
         strs_add(&prompts, texts.s[i]);
     for (int i = 0; i < classes.n; i++) {
         char buf[MAX_LINE + 64];
-        clip_format_prompt(buf, sizeof buf, ensemble ? "{}" : clip_photo_template, classes.s[i]);
+        if (maple_path)
+            maple_class_prompt(&mp, classes.s[i], buf, sizeof buf);
+        else
+            clip_format_prompt(buf, sizeof buf, ensemble ? "{}" : clip_photo_template,
+                               classes.s[i]);
         strs_add(&prompts, buf);
     }
     if (prompts.n > 0) {
-        if (run_text(&c, &texts, &classes, ensemble, &e, err)) {
+        if (run_text(&c, &texts, &classes, ensemble, maple_path ? &mp : NULL, &e, err)) {
             fprintf(stderr, "patchsae embed: %s\n", err);
             status = 2;
             goto free;
@@ -401,6 +446,7 @@ free:
     e.pixels = NULL;
     embed_free(&e);
 close:
+    maple_free(&mp);
     clip_close(&c);
 done:
     strs_free(&texts), strs_free(&classes), strs_free(&kept), strs_free(&prompts);

@@ -18,7 +18,9 @@
 
 #include "cmd.h"
 #include "data.h"
+#include "maple.h"
 #include "ps.h"
+#include "pt.h"
 #include "st.h"
 
 const char cmd_info_usage[] =
@@ -27,6 +29,10 @@ const char cmd_info_usage[] =
     "\n"
     "For each FILE, says what it is and what is inside:\n"
     "  X.safetensors        tensors (name, dtype, shape) and metadata\n"
+    "  X.pt, X.pth, ...     PyTorch checkpoints (read without Python, never executed):\n"
+    "                       tensors with dotted names, and the other values, with\n"
+    "                       pickled objects shown as <module.Class field=value ...>;\n"
+    "                       MaPLe checkpoints (model.pth.tar-N): n_ctx and prompt depth\n"
     "  DIR with config.json a HuggingFace model directory and its files\n"
     "  datasets             a directory of class folders, a .tsv manifest (path<TAB>label),\n"
     "                       an X-images-idx3-ubyte[.gz] file, fashion-mnist:train|test:\n"
@@ -135,6 +141,81 @@ info_st(const char *path, char *err)
     return PS_OK;
 }
 
+/* ---- PyTorch checkpoints ---- */
+
+static int
+probe_pt(const Probe *p)
+{
+    static const unsigned char legacy[] = { 0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46 };
+    if (!p->exists || !S_ISREG(p->sb.st_mode))
+        return 0;
+    if (has_suffix(p->path, ".pt") || has_suffix(p->path, ".pth") || has_suffix(p->path, ".ckpt") ||
+        strstr(p->path, ".pth.tar"))
+        return 1;
+    if (p->nhead >= 4 && !memcmp(p->head, "PK\3\4", 4))
+        return 1;
+    return p->nhead >= sizeof legacy && !memcmp(p->head, legacy, sizeof legacy);
+}
+
+typedef struct PtCount {
+    int n;
+    int64_t params;
+    double bytes;
+} PtCount;
+
+static int
+pt_count(void *ctx, const char *name, const PtObj *o)
+{
+    PtCount *c = ctx;
+    (void)name;
+    if (o->type == PT_TENSOR) {
+        c->n++;
+        c->params += (int64_t)o->u.t->numel;
+        c->bytes += (double)o->u.t->numel * (double)st_dtype_size(o->u.t->dtype);
+    }
+    return 0;
+}
+
+/* One line on a MaPLe (Dassl) checkpoint: its prompt shapes, or why it cannot be used. */
+static void
+info_maple(const PtObj *root, const char *path)
+{
+    Maple m;
+    char err[PS_ERRLEN];
+    if (maple_from_pt(&m, root, path, NULL, err) != PS_OK) {
+        printf("MaPLe checkpoint, not usable: %s\n", err);
+        return;
+    }
+    printf("MaPLe checkpoint: n_ctx %d, prompt depth %d (%d deep prompts), text width %d, "
+           "vision width %d", m.n_ctx, m.depth, m.depth - 1, m.d_text, m.d_vis);
+    if (m.epoch >= 0)
+        printf(", epoch %d", m.epoch);
+    printf("\n");
+    maple_free(&m);
+}
+
+static int
+info_pt(const char *path, char *err)
+{
+    PtFile *f;
+    int rc = pt_load(&f, path, err);
+    if (rc != PS_OK)
+        return rc;
+    PtCount c = { 0 };
+    rc = pt_walk(pt_root(f), pt_count, &c, err);
+    if (rc == PS_OK) {
+        char hb[32];
+        human(c.bytes, hb, sizeof hb);
+        printf("%s: PyTorch checkpoint (%s), %d tensors, %lld parameters, %s of data\n", path,
+               pt_format(f), c.n, (long long)c.params, hb);
+        if (maple_is_checkpoint(pt_root(f)))
+            info_maple(pt_root(f), path);
+        rc = pt_print(stdout, pt_root(f), "  ", err);
+    }
+    pt_close(f);
+    return rc;
+}
+
 /* ---- HuggingFace model directories ---- */
 
 static char *
@@ -241,6 +322,7 @@ static const struct {
     int (*info)(const char *path, char *err);
 } types[] = {
     { "safetensors file", probe_st, info_st },
+    { "PyTorch checkpoint", probe_pt, info_pt },
     { "HuggingFace model directory", probe_hfdir, info_hfdir },
     { "dataset", probe_dataset, info_dataset },
 };
@@ -264,7 +346,7 @@ info_one(const char *path, char *err)
     if (!p.exists)
         return ps_seterr(err, PS_EIO, "%s: %s", path, strerror(serr));
     return ps_seterr(err, PS_EUSAGE, "%s: unknown file type (expected a .safetensors file, a "
-                     "model directory or a dataset; see patchsae info --help)", path);
+                     "PyTorch checkpoint, a model directory or a dataset; see patchsae info --help)", path);
 }
 
 int

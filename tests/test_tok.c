@@ -23,8 +23,8 @@
 
 typedef struct Case {
     char *text;
-    int total;      /* ids of encode(text) */
-    int n;          /* tokenize(text, 77) ids before the zero padding */
+    int total; /* ids of encode(text) */
+    int n;     /* tokenize(text, 77) ids before the zero padding */
     int32_t ids[TOK_CTX];
 } Case;
 
@@ -135,7 +135,8 @@ bpe_gz_path(void)
 {
     static char buf[4096];
     const char *env = getenv("PS_SHARED_DATA");
-    const char *dirs[] = {env ? env : "", "../shared/data", "../../shared/data", "/work/shared/data"};
+    const char *dirs[] = {env ? env : "", "../shared/data", "../../shared/data",
+                          "/work/shared/data"};
     for (size_t i = 0; i < LEN(dirs); i++) {
         struct stat st;
         snprintf(buf, sizeof buf, "%s/bpe_simple_vocab_16e6.txt.gz", dirs[i]);
@@ -167,6 +168,33 @@ test_openai(const char *gz)
     CHECK(!memcmp(out, cat, sizeof cat) && out[8] == 0 && out[76] == 0);
     check_cases(&t, "tok_cases.tsv", "gz");
 
+    /* answers of OpenAI's / open_clip's tokenizer published in other projects' tests: independent
+     * of our Python */
+    static const struct {
+        const char *text;
+        int32_t ids[12];
+    } known[] = {
+        {"a photo of a dog", {49406, 320, 1125, 539, 320, 1929, 49407}},
+        {"A Photo of a TREE!", {49406, 320, 1125, 539, 320, 2677, 256, 49407}},
+        {"it's a cat's toy, running   fast",
+         {49406, 585, 568, 320, 2368, 568, 5988, 267, 2761, 1953, 49407}},
+        {"I can't believe it's not butter",
+         {49406, 328, 753, 713, 2649, 585, 568, 783, 6952, 49407}},
+        {"hello, world! how are you?", {49406, 3306, 267, 1002, 256, 829, 631, 592, 286, 49407}},
+        {"email: user@example.com", {49406, 4462, 281, 7031, 287, 6228, 269, 2464, 49407}},
+        {"the year 2024 was interesting", {49406, 518, 935, 273, 271, 273, 275, 739, 3628, 49407}},
+        {"  HELLO   World  ", {49406, 3306, 1002, 49407}},
+        {"MacBook Pro 16-inch", {49406, 20617, 2630, 272, 277, 268, 6523, 49407}},
+        {"code editor with syntax highlighting",
+         {49406, 3217, 7661, 593, 3758, 3879, 17344, 49407}},
+    };
+    for (size_t i = 0; i < LEN(known); i++) {
+        int32_t want[TOK_CTX] = {0};
+        memcpy(want, known[i].ids, sizeof known[i].ids);
+        CHECK(tok_tokenize(&t, known[i].text, TOK_CTX, out) == PS_OK);
+        CHECK_MSG(!memcmp(out, want, sizeof out), "known answer \"%s\" differs", known[i].text);
+    }
+
     /* HF files written by tok_save_hf give the same ids */
     CHECK(tok_save_hf(&t, t_tmpdir(), err) == PS_OK);
     rc = tok_load_hf(&h, t_tmp("vocab.json"), t_tmp("merges.txt"), err);
@@ -197,11 +225,13 @@ test_openai(const char *gz)
 
     /* context lengths and truncation */
     CHECK(tok_tokenize(&t, "a photo of a cat.", 1, out) == PS_OK && out[0] == 49407);
-    CHECK(tok_tokenize(&t, "a photo of a cat.", 2, out) == PS_OK && out[0] == 49406 && out[1] == 49407);
+    CHECK(tok_tokenize(&t, "a photo of a cat.", 2, out) == PS_OK && out[0] == 49406 &&
+          out[1] == 49407);
     const int32_t cut[5] = {49406, 320, 1125, 539, 49407};
     CHECK(tok_tokenize(&t, "a photo of a cat.", 5, out) == PS_OK && !memcmp(out, cut, sizeof cut));
     const int32_t exact[8] = {49406, 320, 1125, 539, 320, 2368, 269, 49407};
-    CHECK(tok_tokenize(&t, "a photo of a cat.", 8, out) == PS_OK && !memcmp(out, exact, sizeof exact));
+    CHECK(tok_tokenize(&t, "a photo of a cat.", 8, out) == PS_OK &&
+          !memcmp(out, exact, sizeof exact));
 
     /* encode into a short buffer: the first max ids, the total count, nothing past max */
     int32_t few[4] = {-1, -1, -1, -1};
@@ -251,7 +281,7 @@ test_openai(const char *gz)
     tok_free(&fresh);
     free(c);
     free(buf);
-    size_t big = 1 << 20;
+    size_t big = TOK_MAX_TEXT;
     char *word = xmalloc(big + 1);
     for (size_t i = 0; i < big; i++)
         word[i] = "ab"[i % 2 ? 1 : (i / 7) % 2];
@@ -260,8 +290,15 @@ test_openai(const char *gz)
     CHECK(tok_encode(&t, word, NULL, 0, &n) == PS_OK && n > 0);
     double t_big = ps_now() - t1;
     CHECK(t_big < 5.0);
+    word = xrealloc(word, big + 2);
+    word[big] = 'a';
+    word[big + 1] = 0;
+    CHECK(tok_encode(&t, word, NULL, 0, &n) == PS_EUSAGE && n == 0);
+    out[0] = 7;
+    CHECK(tok_tokenize(&t, word, TOK_CTX, out) == PS_EUSAGE && out[0] == 0);
     free(word);
-    fprintf(stderr, "tok: load .gz %.1f ms; %d prompts %.2f ms cold, %.2f ms warm; 1 MB word %.0f ms\n",
+    fprintf(stderr,
+            "tok: load .gz %.1f ms; %d prompts %.2f ms cold, %.2f ms warm; 1 MB word %.0f ms\n",
             t_load * 1e3, done, t_cold * 1e3, t_warm * 1e3, t_big * 1e3);
     tok_free(&t);
     tok_free(&t); /* a second free is a no-op */
@@ -325,7 +362,8 @@ test_hostile_gz(const char *gz)
     char err[PS_ERRLEN];
     Tok t;
     const char *p = t_tmp("h.gz");
-    expect_fail(tok_load_bpe_gz(&t, t_tmp("missing.gz"), err), &t, PS_EIO, err, "missing.gz", __LINE__);
+    expect_fail(tok_load_bpe_gz(&t, t_tmp("missing.gz"), err), &t, PS_EIO, err, "missing.gz",
+                __LINE__);
     t_write_file(p, "", 0);
     expect_fail(tok_load_bpe_gz(&t, p, err), &t, PS_EFORMAT, err, "h.gz", __LINE__);
     t_write_file(p, "hello\ni n\n", 10);
@@ -368,22 +406,31 @@ test_hostile_hf(void)
         const char *vocab, *merges, *want;
         int code;
     } cases[] = {
-        {"{\"a\":0,\"b\":1,\"<|startoftext|>\":2,\"<|endoftext|>\":3", NULL, "hv.json: line", PS_EFORMAT},
+        {"{\"a\":0,\"b\":1,\"<|startoftext|>\":2,\"<|endoftext|>\":3", NULL, "hv.json: line",
+         PS_EFORMAT},
         {"[1, 2, 3]", NULL, "expected an object", PS_EFORMAT},
         {"{}", NULL, "expected an object", PS_EFORMAT},
-        {"{\"a\":0,\"b\":\"1\",\"<|startoftext|>\":2,\"<|endoftext|>\":3}", NULL, "\"b\"", PS_EFORMAT},
-        {"{\"a\":0,\"b\":1.5,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", NULL, "\"b\"", PS_EFORMAT},
+        {"{\"a\":0,\"b\":\"1\",\"<|startoftext|>\":2,\"<|endoftext|>\":3}", NULL, "\"b\"",
+         PS_EFORMAT},
+        {"{\"a\":0,\"b\":1.5,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", NULL, "\"b\"",
+         PS_EFORMAT},
         {"{\"a\":0,\"b\":0,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", NULL, "unique", PS_EFORMAT},
         {"{\"a\":0,\"b\":4,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", NULL, "0..3", PS_EFORMAT},
         {"{\"a\":0,\"b\":-1,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", NULL, "\"b\"", PS_EFORMAT},
-        {"{\"a\":0,\"b\":99999999999999,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", NULL, "\"b\"", PS_EFORMAT},
-        {"{\"a\":0,\"a\":1,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", NULL, "hv.json", PS_EFORMAT},
+        {"{\"a\":0,\"b\":99999999999999,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", NULL, "\"b\"",
+         PS_EFORMAT},
+        {"{\"a\":0,\"a\":1,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", NULL, "hv.json",
+         PS_EFORMAT},
         {"{\"a\":0,\"b\":1,\"<|endoftext|>\":2}", NULL, "no <|startoftext|>", PS_EFORMAT},
         {"{\"a\":0,\"\":1,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", NULL, "hv.json", PS_EFORMAT},
-        {"{\"a\":0,\"b\":1,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", "#version: 0.2\na\n", "hm.txt: line 2", PS_EFORMAT},
-        {"{\"a\":0,\"b\":1,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", "a b\nb a c\n", "hm.txt: line 2", PS_EFORMAT},
-        {"{\"a\":0,\"b\":1,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", "a b\n   \n", "hm.txt: line 2", PS_EFORMAT},
-        {"{\"a\":0,\"b\":1,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", "a \xc3\x28\n", "hm.txt: line 1", PS_EFORMAT},
+        {"{\"a\":0,\"b\":1,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", "#version: 0.2\na\n",
+         "hm.txt: line 2", PS_EFORMAT},
+        {"{\"a\":0,\"b\":1,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", "a b\nb a c\n",
+         "hm.txt: line 2", PS_EFORMAT},
+        {"{\"a\":0,\"b\":1,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", "a b\n   \n",
+         "hm.txt: line 2", PS_EFORMAT},
+        {"{\"a\":0,\"b\":1,\"<|startoftext|>\":2,\"<|endoftext|>\":3}", "a \xc3\x28\n",
+         "hm.txt: line 1", PS_EFORMAT},
     };
     for (size_t i = 0; i < LEN(cases); i++) {
         const char *mm = cases[i].merges ? cases[i].merges : good_m;
@@ -397,7 +444,8 @@ test_hostile_hf(void)
     const char *ok_v = "{\"a\":0,\"b\":1,\"<|startoftext|>\":2,\"<|endoftext|>\":3}";
     t_write_file(v, ok_v, strlen(ok_v));
     expect_fail(tok_load_hf(&t, v, t_tmp("nope.txt"), err), &t, PS_EIO, err, "nope.txt", __LINE__);
-    expect_fail(tok_load_hf(&t, t_tmp("nope.json"), m, err), &t, PS_EIO, err, "nope.json", __LINE__);
+    expect_fail(tok_load_hf(&t, t_tmp("nope.json"), m, err), &t, PS_EIO, err, "nope.json",
+                __LINE__);
 
     /* a tiny valid vocab: merges without a header, CRLF; unknown symbols become eot */
     t_write_file(m, "a b\r\n\r\n", 7);
@@ -407,10 +455,25 @@ test_hostile_hf(void)
         CHECK_EQ_INT(t.n_merges, 1);
         int32_t out[6];
         CHECK(tok_tokenize(&t, "ab a", 6, out) == PS_OK);
-        const int32_t want[6] = {2, 0, 3, 3, 3, 0}; /* "a" "b</w>" | "a</w>": only "a" is in the vocab */
+        const int32_t want[6] = {2, 0, 3,
+                                 3, 3, 0}; /* "a" "b</w>" | "a</w>": only "a" is in the vocab */
         CHECK(!memcmp(out, want, sizeof want));
         tok_free(&t);
     }
+    /* merges out of training order ("ab a" before "a b"): one rank per round, as the Python loop */
+    const char *ov = "{\"a\":0,\"b\":1,\"ab\":2,\"aba\":3,\"x</"
+                     "w>\":4,\"<|startoftext|>\":5,\"<|endoftext|>\":6}";
+    t_write_file(v, ov, strlen(ov));
+    t_write_file(m, "ab a\na b\n", 9);
+    rc = tok_load_hf(&t, v, m, err);
+    CHECK_MSG(rc == PS_OK, "out-of-order merges: %s", err);
+    if (rc == PS_OK) {
+        int32_t out[6];
+        const int32_t want[6] = {5, 2, 2, 4, 6, 0}; /* "ab" "ab" "x</w>", not "aba" "b" "x</w>" */
+        CHECK(tok_tokenize(&t, "ababx", 6, out) == PS_OK && !memcmp(out, want, sizeof want));
+        tok_free(&t);
+    }
+    t_write_file(v, ok_v, strlen(ok_v));
     t_write_file(m, "#version: 0.2\n", 14);
     rc = tok_load_hf(&t, v, m, err);
     CHECK(rc == PS_OK && t.n_merges == 0);
@@ -425,7 +488,8 @@ test_tok(void)
     if (gz)
         test_openai(gz);
     else
-        fprintf(stderr, "tok: bpe_simple_vocab_16e6.txt.gz not found (set PS_SHARED_DATA): OpenAI checks skipped\n");
+        fprintf(stderr, "tok: bpe_simple_vocab_16e6.txt.gz not found (set PS_SHARED_DATA): OpenAI "
+                        "checks skipped\n");
     test_small();
     test_hostile_gz(gz);
     test_hostile_hf();

@@ -48,6 +48,9 @@ PROMPTS = [
     "Zürich",
     "Ελληνικά",
     "ΟΔΟΣ ΟΔΟΣ. ΑΣ'Β Σ",
+    "Москва ПРИВЕТ мир Ёлка ЎЇЄ",
+    "ĀĒĪŌŪ Łódź ŒUVRE Ǆ ǅ Ȁ ȺȾ Ɓ Ǳ",
+    "Հայերեն עברית العربية हिन्दी ไทย 한국어",
     "日本",
     "日本語のテキスト",
     "😀",
@@ -64,6 +67,9 @@ PROMPTS = [
     "&#128; &#150; &#0; &#13; &#1; &#xD800; &#99999999999; &#x1F600;",
     "<|startoftext|> inside <|endoftext|> text <|ENDOFTEXT|>",
     "<<|endoftext|>> !<|endoftext|>",
+    "long s: '\u017f <|\u017ftartoftext|> \u017fun",
+    "spaces:\x85nel\xa0nbsp\u3000ideographic\u2028line\u200bzw",
+    "invalid refs &#x110000; &#xFFFE; &#xFDD0; &#x7f; &#x81;",
     "a" * 300,
     " ".join(["word"] * 100),
     "the quick brown fox jumps over the lazy dog " * 8,
@@ -100,7 +106,16 @@ def write_cases(tok, prompts, path):
 
 def main():
     tok = ClipTokenizer()
-    assert tok.tokenize("a photo of a cat.")[0][:8] == [49406, 320, 1125, 539, 320, 2368, 269, 49407]
+    # Answers of OpenAI's / open_clip's tokenizer published in other projects' tests.
+    known = [
+        ("a photo of a cat.", [49406, 320, 1125, 539, 320, 2368, 269, 49407]),
+        ("A Photo of a TREE!", [49406, 320, 1125, 539, 320, 2677, 256, 49407]),
+        ("I can't believe it's not butter", [49406, 328, 753, 713, 2649, 585, 568, 783, 6952, 49407]),
+        ("MacBook Pro 16-inch", [49406, 20617, 2630, 272, 277, 268, 6523, 49407]),
+        ("the year 2024 was interesting", [49406, 518, 935, 273, 271, 273, 275, 739, 3628, 49407]),
+    ]
+    for text, ids in known:
+        assert tok.tokenize(text)[0][: len(ids)] == ids, text
     classes = []
     with open(CLASSES, encoding="utf-8") as f:
         for line in f:
