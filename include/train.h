@@ -35,6 +35,7 @@ typedef struct SaeTrainConfig {
     int dead_window; /* dead <=> steps since the latent last fired > dead_window (64) */
     float beta1, beta2, eps; /* Adam: 0.9, 0.999, 1e-8 */
     int chunk;       /* tokens per encoder GEMM (0: 256) */
+    int threads;     /* 0 or 2: the sparse passes and Adam on two threads; 1: one */
     int cap_l0;      /* sparse buffer capacity in active latents per token (0: 512);
                         more active latents only split the step into more passes */
 } SaeTrainConfig;
@@ -48,6 +49,7 @@ typedef struct SaeTrainStats {
     int n_fired;                 /* latents active on some token of the batch */
     double lr;                   /* learning rate of this step's update */
     int n_pass;                  /* sparse passes (1 unless L0 exceeded cap_l0) */
+    double sec_encode, sec_sparse, sec_ghost, sec_adam; /* wall time of the step's phases */
 } SaeTrainStats;
 
 typedef enum TrainBdecInit { TRAIN_BDEC_GEOMETRIC_MEDIAN, TRAIN_BDEC_MEAN, TRAIN_BDEC_ZEROS } TrainBdecInit;

@@ -47,6 +47,8 @@
 #define TRAIN_X86 1
 #endif
 
+#include <pthread.h>
+
 #include "ps.h"
 #include "st.h"
 #include "ten.h"
@@ -265,6 +267,17 @@ struct TrainScratch {
     float *GsT, *xcT;           /* (D, M) */
     float *row;                 /* (D) */
     int last_n;
+    AdamK ak;                   /* this step's Adam constants */
+    /* one worker thread: par2 splits a row range between it and the caller */
+    int threads;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    void (*job)(SaeTrain *, int, int);
+    SaeTrain *job_t;
+    int job_lo, job_hi;
+    unsigned gen, done;         /* jobs posted, jobs finished */
+    int quit;
     void *buf[MAX_BUF];
     size_t bufn[MAX_BUF];
     int nbuf;
@@ -282,6 +295,53 @@ big(TrainScratch *s, size_t n, int *ok)
     s->buf[s->nbuf] = p;
     s->bufn[s->nbuf++] = n;
     return p;
+}
+
+/* ---- the worker ---- */
+
+static void *
+worker(void *arg)
+{
+    TrainScratch *s = arg;
+    unsigned seen = 0;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (s->gen == seen && !s->quit)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->quit)
+            break;
+        seen = s->gen;
+        pthread_mutex_unlock(&s->mu);
+        s->job(s->job_t, s->job_lo, s->job_hi);
+        pthread_mutex_lock(&s->mu);
+        s->done = seen;
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* fn(t, 0, mid) on the caller and fn(t, mid, end) on the worker, then both done. */
+static void
+par2(TrainScratch *s, void (*fn)(SaeTrain *, int, int), SaeTrain *t, int mid, int end)
+{
+    if (s->threads < 2 || mid <= 0 || mid >= end) {
+        fn(t, 0, end);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->job = fn;
+    s->job_t = t;
+    s->job_lo = mid;
+    s->job_hi = end;
+    unsigned g = ++s->gen;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    fn(t, 0, mid);
+    pthread_mutex_lock(&s->mu);
+    while (s->done != g)
+        pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
 }
 
 void
@@ -412,7 +472,7 @@ train_init(SaeTrain *t, const SaeTrainConfig *c, char *err)
     s->Gs = big(s, M * D * fz, &ok);
     s->GsT = big(s, M * D * fz, &ok);
     s->xcT = big(s, M * D * fz, &ok);
-    s->row = big(s, D * fz, &ok);
+    s->row = big(s, 2 * D * fz, &ok);
     if (!ok) {
         train_free(t);
         return ps_seterr(err, PS_ENOMEM, "cannot map the training buffers for D %zu, S %zu, "
@@ -420,6 +480,17 @@ train_init(SaeTrain *t, const SaeTrainConfig *c, char *err)
     }
     for (size_t i = 0; i < S; i++)
         s->dpos[i] = -1;
+    s->threads = 1;
+    if (cf->threads != 1 && S >= 64) {
+        pthread_mutex_init(&s->mu, NULL);
+        pthread_cond_init(&s->cv, NULL);
+        if (pthread_create(&s->th, NULL, worker, s) == 0) {
+            s->threads = 2;
+        } else {
+            pthread_cond_destroy(&s->cv);
+            pthread_mutex_destroy(&s->mu);
+        }
+    }
     return PS_OK;
 }
 
@@ -429,6 +500,16 @@ train_free(SaeTrain *t)
     if (!t)
         return;
     if (t->s) {
+        TrainScratch *s = t->s;
+        if (s->threads == 2) {
+            pthread_mutex_lock(&s->mu);
+            s->quit = 1;
+            pthread_cond_broadcast(&s->cv);
+            pthread_mutex_unlock(&s->mu);
+            pthread_join(s->th, NULL);
+            pthread_cond_destroy(&s->cv);
+            pthread_mutex_destroy(&s->mu);
+        }
         for (int i = 0; i < t->s->nbuf; i++)
             ps_big_free(t->s->buf[i], t->s->bufn[i]);
         free(t->s);
@@ -488,6 +569,12 @@ train_init_weights(SaeTrain *t, uint64_t seed)
     }
     memset(t->since_fired, 0, (size_t)S * sizeof(int32_t));
     t->step = 0;
+}
+
+static void
+renorm_part(SaeTrain *t, int l0, int l1)
+{
+    renorm_rows(t->W_dec + (size_t)l0 * t->s->D, l1 - l0, t->s->D);
 }
 
 /* ---- b_dec initialisation ---- */
@@ -618,35 +705,15 @@ typedef struct Acc {
     int64_t entries;
 } Acc;
 
-/*
- * Latent-major pass over the sparse entries of tokens [t0, t1): a counting
- * sort by latent, then each active latent's gradient rows in one pass over
- * its tokens (stored on the first touch of the step, added on later ones).
- */
+/* The gradient rows of latents [l0, l1) from their per-latent entry lists. */
 static void
-latent_pass(SaeTrain *t, int t0, int t1)
+latent_rows(SaeTrain *t, int l0, int l1)
 {
     TrainScratch *s = t->s;
-    int S = s->S, D = s->D;
-    int64_t n = s->rp[t1] - s->rp[t0];
-    if (n == 0)
-        return;
-    int64_t *cp = s->cp;
-    memset(cp, 0, ((size_t)S + 1) * sizeof *cp);
-    for (int64_t j = 0; j < n; j++)
-        cp[s->e_idx[j] + 1]++;
-    for (int i = 0; i < S; i++)
-        cp[i + 1] += cp[i];
-    for (int tk = t0; tk < t1; tk++)
-        for (int64_t j = s->rp[tk] - s->rp[t0]; j < s->rp[tk + 1] - s->rp[t0]; j++) {
-            int64_t q = cp[s->e_idx[j]]++;
-            s->c_tok[q] = tk;
-            s->c_f[q] = s->e_f[j];
-            s->c_dh[q] = s->e_dh[j];
-        }
-    /* cp[i] now holds the end of latent i, the start of latent i + 1 */
-    int64_t start = 0;
-    for (int l = 0; l < S; l++) {
+    int D = s->D;
+    const int64_t *cp = s->cp;
+    int64_t start = l0 > 0 ? cp[l0 - 1] : 0;
+    for (int l = l0; l < l1; l++) {
         int64_t end = cp[l];
         if (end == start)
             continue;
@@ -673,6 +740,45 @@ latent_pass(SaeTrain *t, int t0, int t1)
         s->gbe[l] += gb;
         start = end;
     }
+}
+
+/*
+ * Latent-major pass over the sparse entries of tokens [t0, t1): a counting
+ * sort by latent, then each active latent's gradient rows in one pass over
+ * its tokens (stored on the first touch of the step, added on later ones).
+ */
+static void
+latent_pass(SaeTrain *t, int t0, int t1)
+{
+    TrainScratch *s = t->s;
+    int S = s->S;
+    int64_t n = s->rp[t1] - s->rp[t0];
+    if (n == 0)
+        return;
+    int64_t *cp = s->cp;
+    memset(cp, 0, ((size_t)S + 1) * sizeof *cp);
+    for (int64_t j = 0; j < n; j++)
+        cp[s->e_idx[j] + 1]++;
+    for (int i = 0; i < S; i++)
+        cp[i + 1] += cp[i];
+    for (int tk = t0; tk < t1; tk++)
+        for (int64_t j = s->rp[tk] - s->rp[t0]; j < s->rp[tk + 1] - s->rp[t0]; j++) {
+            int64_t q = cp[s->e_idx[j]]++;
+            s->c_tok[q] = tk;
+            s->c_f[q] = s->e_f[j];
+            s->c_dh[q] = s->e_dh[j];
+        }
+    /* cp[i] now holds the end of latent i, the start of latent i + 1: split
+       the latents where half of the entries are done */
+    int lo = 0, hi = S - 1;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (cp[mid] < n / 2)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    par2(s, latent_rows, t, lo + 1, S);
 }
 
 /* Ghost grads for the chunk of tokens [c0, c0 + m) whose pre-activations are in s->h. */
@@ -737,6 +843,47 @@ ghost_chunk(SaeTrain *t, const float *x, int n, int c0, int m, Acc *acc)
     ten_linear_acc(s->gWe_dead, s->Pt, s->xcT, NULL, nd, m, D); /* += dh^T (x - b_dec) */
 }
 
+/* Adam over the rows of latents [l0, l1) of W_enc and W_dec (part: which scratch row). */
+static void
+adam_rows(SaeTrain *t, int l0, int l1)
+{
+    TrainScratch *s = t->s;
+    int D = s->D;
+    const AdamK ak = s->ak;
+    float *row = s->row + (l0 == 0 ? 0 : D);
+    for (int l = l0; l < l1; l++) {
+        size_t o = (size_t)l * D;
+        int k = s->dpos[l], tch = s->touched[l] & 1;
+        const float *g = NULL;
+        if (tch && k >= 0) {
+            for (int d = 0; d < D; d++)
+                row[d] = s->gWeT[o + d] + s->gWe_dead[(size_t)k * D + d];
+            g = row;
+        } else if (tch) {
+            g = s->gWeT + o;
+        } else if (k >= 0) {
+            g = s->gWe_dead + (size_t)k * D;
+        }
+        adam(t->W_encT + o, t->m[0] + o, t->v[0] + o, g, D, &ak);
+        /* W_dec: the component of the gradient parallel to the (renormalised) row is removed */
+        g = NULL;
+        if (tch || k >= 0) {
+            float *gd = s->gWd + o;
+            if (!tch)
+                memset(gd, 0, (size_t)D * sizeof(float));
+            if (k >= 0)
+                ten_add(gd, s->gWd_dead + (size_t)k * D, (size_t)D);
+            const float *w = t->W_dec + o;
+            axpy(gd, -dot(gd, w, D), w, D);
+            g = gd;
+            s->touched[l] |= 2; /* the gWd row is valid (for train_last_grads) */
+        }
+        adam(t->W_dec + o, t->m[2] + o, t->v[2] + o, g, D, &ak);
+        if (!tch && k < 0)
+            s->gbe[l] = 0;
+    }
+}
+
 /*
  * train_step: one PatchSAE step on x (n, D), n in [1, max_tok]. The loss
  * parts are sums over the step's tokens divided by n (and by D for the MSE
@@ -750,7 +897,7 @@ train_step(SaeTrain *t, const float *x, int n, SaeTrainStats *st)
     int S = s->S, D = s->D, M = s->M;
     PS_ASSERT(n >= 1 && n <= s->N);
     s->last_n = n;
-    renorm_rows(t->W_dec, S, D);
+    par2(s, renorm_part, t, S / 2, S);
 
     /* dead mask from the counters, before the forward pass */
     s->nd = 0;
@@ -872,38 +1019,8 @@ train_step(SaeTrain *t, const float *x, int n, SaeTrainStats *st)
     double bc1 = 1 - pow(c->beta1, (double)kstep), bc2 = 1 - pow(c->beta2, (double)kstep);
     AdamK ak = { c->beta1, (float)(1 - (double)c->beta1), c->beta2, (float)(1 - (double)c->beta2),
                  (float)(lr / bc1), (float)sqrt(bc2), c->eps };
-    float *row = s->row;
-    for (int l = 0; l < S; l++) {
-        size_t o = (size_t)l * D;
-        int k = s->dpos[l], tch = s->touched[l] & 1;
-        const float *g = NULL;
-        if (tch && k >= 0) {
-            for (int d = 0; d < D; d++)
-                row[d] = s->gWeT[o + d] + s->gWe_dead[(size_t)k * D + d];
-            g = row;
-        } else if (tch) {
-            g = s->gWeT + o;
-        } else if (k >= 0) {
-            g = s->gWe_dead + (size_t)k * D;
-        }
-        adam(t->W_encT + o, t->m[0] + o, t->v[0] + o, g, D, &ak);
-        /* W_dec: the component of the gradient parallel to the (renormalised) row is removed */
-        g = NULL;
-        if (tch || k >= 0) {
-            float *gd = s->gWd + o;
-            if (!tch)
-                memset(gd, 0, (size_t)D * sizeof(float));
-            if (k >= 0)
-                ten_add(gd, s->gWd_dead + (size_t)k * D, (size_t)D);
-            const float *w = t->W_dec + o;
-            axpy(gd, -dot(gd, w, D), w, D);
-            g = gd;
-            s->touched[l] |= 2; /* the gWd row is valid (for train_last_grads) */
-        }
-        adam(t->W_dec + o, t->m[2] + o, t->v[2] + o, g, D, &ak);
-        if (!tch && k < 0)
-            s->gbe[l] = 0;
-    }
+    s->ak = ak;
+    par2(s, adam_rows, t, S / 2, S);
     adam(t->b_enc, t->m[1], t->v[1], s->gbe, S, &ak);
     adam(t->b_dec, t->m[3], t->v[3], s->gbd, D, &ak);
     t->step++;
