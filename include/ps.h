@@ -101,6 +101,14 @@ uint16_t ps_f32_to_bf16(float f);
 /* Reads a whole file into a malloc'd buffer (NUL-terminated). limit caps the size. */
 int ps_read_file(const char *path, size_t limit, char **out, size_t *n, char *err);
 
+/*
+ * Outputs are written to a temporary name and renamed over path. Renaming
+ * over a device or a directory (e.g. `-o /dev/null` as root) would replace
+ * it, so this refuses any existing path that is not a regular file
+ * (PS_EUSAGE, message names the path).
+ */
+int ps_check_output(const char *path, char *err);
+
 /* Monotonic clock in seconds. */
 double ps_now(void);
 

@@ -99,6 +99,40 @@ human(double bytes, char *buf, size_t n)
     snprintf(buf, n, u ? "%.1f %s" : "%.0f %s", bytes, unit[u]);
 }
 
+/*
+ * The training recipe and final metrics that `patchsae train` stores as JSON
+ * in the "recipe" metadata of an SAE or a training checkpoint, one field a line.
+ */
+static void
+info_train_recipe(const char *recipe)
+{
+    json_t *j = json_loads(recipe, 0, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return;
+    }
+    const char *k;
+    json_t *v;
+    printf("training recipe:\n");
+    json_object_foreach(j, k, v) {
+        if (json_is_object(v))
+            continue;
+        char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(7));
+        printf("  %-22s %s\n", k, s ? s : "?");
+        free(s);
+    }
+    json_t *f = json_object_get(j, "final");
+    if (json_is_object(f)) {
+        printf("final metrics:\n");
+        json_object_foreach(f, k, v) {
+            char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(5));
+            printf("  %-22s %s\n", k, s ? s : "?");
+            free(s);
+        }
+    }
+    json_decref(j);
+}
+
 static int
 info_st(const char *path, char *err)
 {
@@ -122,6 +156,8 @@ info_st(const char *path, char *err)
     if (st_meta_count(f)) {
         printf("metadata:\n");
         for (int i = 0; i < st_meta_count(f); i++) {
+            if (!strcmp(st_meta_key(f, i), "recipe") && st_meta(f, "recipe")[0] == '{')
+                continue; /* shown below, one field a line */
             printf("  ");
             put_escaped(st_meta_key(f, i));
             printf(": ");
@@ -129,6 +165,8 @@ info_st(const char *path, char *err)
             printf("\n");
         }
     }
+    if (st_meta(f, "recipe"))
+        info_train_recipe(st_meta(f, "recipe"));
     if (st_count(f))
         printf("tensors:\n");
     for (int i = 0; i < st_count(f); i++) {

@@ -281,8 +281,10 @@ save_json(json_t *j, const char *path, char *err)
     size_t n = strlen(path) + 5;
     char *tmp = xmalloc(n);
     snprintf(tmp, n, "%s.tmp", path);
-    int rc = PS_OK;
-    if (json_dump_file(j, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
+    int rc = ps_check_output(path, err);
+    if (rc)
+        ;
+    else if (json_dump_file(j, tmp, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
         rc = ps_seterr(err, PS_EIO, "%s: cannot write", tmp);
     else if (rename(tmp, path) != 0)
         rc = ps_seterr(err, PS_EIO, "rename %s: %s", tmp, strerror(errno));

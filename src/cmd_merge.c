@@ -77,6 +77,11 @@ cmd_merge(int argc, char **argv)
             return 2;
         }
     char tmp[4096], err[PS_ERRLEN];
+    if (ps_check_output(out, err)) {
+        fprintf(stderr, "patchsae merge: %s\n", err);
+        free(pos);
+        return 2;
+    }
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", out, (long)getpid());
     unlink_db(tmp, 1);
     Idx *ix;

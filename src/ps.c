@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 
 int
@@ -332,6 +333,16 @@ ps_read_file(const char *path, size_t limit, char **out, size_t *n, char *err)
     *out = buf;
     if (n)
         *n = len;
+    return PS_OK;
+}
+
+int
+ps_check_output(const char *path, char *err)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return ps_seterr(err, PS_EUSAGE,
+                         "%s: exists and is not a regular file; refusing to replace it", path);
     return PS_OK;
 }
 

@@ -687,6 +687,9 @@ make_header(const StWriter *w, const int *order, char *err, const char *path)
 int
 st_writer_save(StWriter *w, const char *path, char *err)
 {
+    int rc0 = ps_check_output(path, err);
+    if (rc0)
+        return rc0;
     int *order = xmalloc(((size_t)w->n + 1) * sizeof *order);
     int k = 0;
     for (size_t sz = 8; sz >= 1; sz /= 2) /* largest elements first: natural alignment */

@@ -1280,6 +1280,9 @@ static int
 write_atomic(const char *path, const char *text, size_t n, char *err)
 {
     char tmp[4096];
+    int rc0 = ps_check_output(path, err);
+    if (rc0)
+        return rc0;
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return ps_seterr(err, PS_EUSAGE, "%s: path too long", path);
     FILE *f = fopen(tmp, "wb");

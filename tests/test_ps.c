@@ -70,6 +70,10 @@ test_err(void)
     size_t n;
     CHECK(ps_read_file("/nonexistent/file", 100, &buf, &n, err) == PS_EIO);
     CHECK(strstr(err, "/nonexistent/file") != NULL);
+    /* outputs are renamed into place: never over a device or a directory */
+    CHECK(ps_check_output("/dev/null", err) == PS_EUSAGE && strstr(err, "/dev/null"));
+    CHECK(ps_check_output("/tmp", err) == PS_EUSAGE);
+    CHECK(ps_check_output("/nonexistent/new-file", err) == PS_OK);
 }
 
 void
