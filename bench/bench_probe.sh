@@ -14,13 +14,13 @@
 # /usr/bin/python3 (torch 1.13): development machines only, like tools/.
 #   sh bench/bench_probe.sh [BUILD]
 #
-# Measured (2 shared cores, -O2, random tiny model: the demo assets were not
-# in this tree):
-#   demo-sized (tiny CLIP + MaPLe, 1,024 latents): 0.043 s wall; open 0.020 s
-#     (sha256 0.014), one image 0.004 s for both models.
-#   ViT-B/16 + 49,152-latent SAE + MaPLe: 4.25 s wall; open 3.29 s = sha256
-#     2.79 s (813 MB at ~290 MB/s), loading 0.24 s, 10 class prompts x 2
-#     models 0.26 s; the first image 0.93 s for both models, later ones 0.73 s.
+# Measured (2 shared cores, -O2; two runs, ranges):
+#   demo-sized: the demo CLIP + MaPLe of assets/ with a random 1,024-latent SAE:
+#     0.076 s wall; open 0.047 s (sha256 0.034), one image 0.007-0.009 s for
+#     both models. (A random `init --arch tiny` instead: 0.043 s wall.)
+#   ViT-B/16 + 49,152-latent SAE + MaPLe: 3.8-4.3 s wall; open 3.1-3.3 s =
+#     sha256 2.7-2.8 s (813 MB at ~300 MB/s), loading 0.24 s, 10 class prompts
+#     x 2 models 0.19-0.26 s; one image 0.71-0.93 s for both models.
 #   Hashing is most of the open: --force does not skip it (the digest is what
 #   the warning names); ProbeOptions.no_verify does (sizes still checked).
 set -eu
