@@ -2,6 +2,7 @@
 #   make            build build/patchsae and build/patchsae-tui
 #   make test       install missing Debian packages, build, run every test
 #   make check      the tests under AddressSanitizer + UBSan (separate build dir)
+#   make demo       train the demo SAE and build db/demo.db from assets/
 #   make run        build, build the demo index if missing, open the explorer
 #   make bench      benchmarks against PyTorch (see bench/README.md)
 #   make install    PREFIX=/usr/local: programs and man pages
@@ -78,6 +79,10 @@ check: deps
 	    OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined" all
 	@ASAN_OPTIONS=detect_leaks=1 BUILD=build-asan PS_SANITIZED=1 sh tests/all.sh
+
+# The demo index from the committed assets, with the C tools only.
+demo: all
+	@sh tools/make-demo.sh $(BUILD)
 
 run: deps all
 	@sh tools/run-demo.sh $(BUILD)

@@ -1,10 +1,7 @@
 #!/bin/sh
-# run-demo.sh BUILD - builds the demo index if it is missing and opens the explorer on it.
+# run-demo.sh BUILD - `make run`: builds the demo index if it is missing, then
+# opens the explorer on it.
 set -eu
 B=${1:-build}
-if [ ! -x "$B/patchsae-tui" ]; then
-    echo "patchsae: the explorer (patchsae-tui) is not built yet in this version; nothing to run" >&2
-    exit 2
-fi
-[ -f db/demo.db ] || make --no-print-directory demo
+[ -f db/demo.db ] || sh tools/make-demo.sh "$B"
 exec "$B/patchsae-tui" db/demo.db
