@@ -54,12 +54,23 @@ void ten_patchify(float *cols, const float *pix, int N, int C, int S, int P);
  * Multi-head self-attention core for N sequences of T tokens:
  * qkv (N,T,3D) holds q | k | v per token (as a fused in_proj makes them);
  * out (N,T,D) = concat_h softmax(q_h k_h^T / sqrt(Dh) [+ causal mask]) v_h.
- * scratch must hold ten_attention_scratch(T, D) floats. The output
- * projection is not included.
+ * scratch must hold ten_attention_scratch(T, D) floats (a (T,T) block per
+ * pool thread). The output projection is not included. While it runs,
+ * OpenBLAS is set to one thread (each pool thread runs its own GEMMs).
  */
 size_t ten_attention_scratch(int T, int D);
 /* causal: token i attends to tokens 0..i only (the text encoder). */
 void ten_attention(float *out, const float *qkv, int N, int T, int D, int H, int causal,
                    float *scratch);
+
+/*
+ * The pool that runs the work between GEMMs: the caller plus ten_threads() - 1
+ * persistent workers (as many threads as OpenBLAS uses, at most 8; created on
+ * first use). ten_parallel calls fn(ctx, lo, hi, thread) on contiguous shares
+ * of items 0..items-1, thread in 0..ten_threads()-1, and returns when all
+ * are done. A second caller while the pool is busy runs everything itself.
+ */
+int ten_threads(void);
+void ten_parallel(int items, void (*fn)(void *ctx, int lo, int hi, int thread), void *ctx);
 
 #endif

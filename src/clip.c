@@ -694,7 +694,7 @@ typedef struct Work {
     float *qkv; /* (M, 3D) */
     float *a;   /* (M, D) attention output */
     float *f;   /* (M, F) MLP hidden */
-    float *scr; /* (T, T) attention scores */
+    float *scr; /* (threads, T, T) attention scores */
 } Work;
 
 static size_t
@@ -707,7 +707,8 @@ static size_t
 tower_bytes(const ClipTowerConfig *t, size_t M, size_t T)
 {
     size_t D = (size_t)t->width;
-    return fl(M * D) * 3 + fl(M * 3 * D) + fl(M * (size_t)t->mlp) + fl(T * T);
+    return fl(M * D) * 3 + fl(M * 3 * D) + fl(M * (size_t)t->mlp)
+           + fl(ten_attention_scratch((int)T, t->width));
 }
 
 static size_t
@@ -759,7 +760,7 @@ work_alloc(Work *w, Arena *a, const ClipTowerConfig *t, size_t M, size_t T)
     w->qkv = ps_arena_alloc(a, M * 3 * D * sizeof(float));
     w->a = ps_arena_alloc(a, M * D * sizeof(float));
     w->f = ps_arena_alloc(a, M * (size_t)t->mlp * sizeof(float));
-    w->scr = ps_arena_alloc(a, T * T * sizeof(float));
+    w->scr = ps_arena_alloc(a, ten_attention_scratch((int)T, t->width) * sizeof(float));
 }
 
 /* ---------------------------------------------------------------- forward */

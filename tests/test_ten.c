@@ -188,6 +188,93 @@ test_attention(void)
     }
 }
 
+/* The vector exp and the pool: long arrays (split over threads, tails of
+   every length), the float range's ends, NaN, rows of every short length. */
+static void
+test_vector_kernels(void)
+{
+    size_t n = 100003; /* not a multiple of 16 or of a chunk */
+    float *x = rnd(n, 12), *a, *b;
+    static const float edge[] = { -1000, -100, -60, -51.3f, -51.2f, 0, 1e-30f, 51.3f, 100, 1000 };
+    memcpy(x, edge, sizeof edge);
+    a = dup(x, n), b = dup(x, n);
+    ten_quick_gelu(a, n);
+    ref_quick_gelu(b, n);
+    CHECK_REL(a, b, n, 1e-6);
+    double worst = 0; /* element by element too, away from the zero crossing */
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(b[i]) > 1e-3f)
+            worst = fmax(worst, fabs(((double)a[i] - b[i]) / b[i]));
+    CHECK(worst < 1e-6);
+    CHECK(a[8] == 100 && a[9] == 1000 && a[0] <= 0 && a[0] > -1e-30f && a[5] == 0);
+    float nan[20];
+    for (int i = 0; i < 20; i++)
+        nan[i] = i == 17 ? NAN : 1.0f;
+    ten_quick_gelu(nan, 20);
+    CHECK(isnan(nan[17]) && !isnan(nan[16]) && !isnan(nan[18]));
+    free(a), free(b);
+    for (int N = 1; N <= 40; N++) { /* every tail length */
+        int M = 3;
+        float *r = rnd((size_t)M * N, 40);
+        r[0] = -1e30f; /* underflows to 0 */
+        a = dup(r, (size_t)M * N), b = dup(r, (size_t)M * N);
+        ten_softmax(a, M, N);
+        ref_softmax(b, M, N);
+        CHECK_REL(a, b, (size_t)M * N, 1e-6);
+        free(r), free(a), free(b);
+    }
+    free(x);
+}
+
+typedef struct {
+    int *seen, bad;
+} ParJob;
+
+static void
+par_mark(void *p, int lo, int hi, int thread)
+{
+    ParJob *j = p;
+    if (thread < 0 || thread >= ten_threads() || lo >= hi)
+        j->bad = 1;
+    for (int i = lo; i < hi; i++)
+        j->seen[i]++;
+}
+
+static void
+par_nested(void *p, int lo, int hi, int thread)
+{
+    ParJob *j = p;
+    (void)thread;
+    for (int i = lo; i < hi; i++) {
+        int s[3] = { 0, 0, 0 };
+        ParJob in = { s, 0 };
+        ten_parallel(3, par_mark, &in); /* busy pool: runs on this thread */
+        j->seen[i] += s[0] + s[1] + s[2] == 3 && !in.bad;
+    }
+}
+
+static void
+test_parallel(void)
+{
+    CHECK(ten_threads() >= 1 && ten_threads() <= 8);
+    static const int sizes[] = { 0, 1, 2, 3, 7, 1000 };
+    for (size_t s = 0; s < LEN(sizes); s++) {
+        int n = sizes[s], ok = 1;
+        int *seen = calloc((size_t)n + 1, sizeof *seen);
+        ParJob j = { seen, 0 };
+        for (int r = 0; r < 50; r++)
+            ten_parallel(n, par_mark, &j);
+        for (int i = 0; i < n; i++)
+            ok &= seen[i] == 50;
+        CHECK(ok && !j.bad);
+        free(seen);
+    }
+    int seen[5] = { 0 };
+    ParJob j = { seen, 0 };
+    ten_parallel(5, par_nested, &j);
+    CHECK(seen[0] + seen[1] + seen[2] + seen[3] + seen[4] == 5);
+}
+
 void
 test_ten(void)
 {
@@ -198,4 +285,6 @@ test_ten(void)
     test_softmax_l2();
     test_patchify();
     test_attention();
+    test_vector_kernels();
+    test_parallel();
 }
