@@ -66,9 +66,10 @@ void ten_attention(float *out, const float *qkv, int N, int T, int D, int H, int
 /*
  * The pool that runs the work between GEMMs: the caller plus ten_threads() - 1
  * persistent workers (as many threads as OpenBLAS uses, at most 8; created on
- * first use). ten_parallel calls fn(ctx, lo, hi, thread) on contiguous shares
- * of items 0..items-1, thread in 0..ten_threads()-1, and returns when all
- * are done. A second caller while the pool is busy runs everything itself.
+ * first use). ten_parallel calls fn(ctx, lo, hi, thread) on contiguous chunks
+ * covering items 0..items-1 once each (thread in 0..ten_threads()-1 names the
+ * calling thread, e.g. for per-thread scratch; one thread may get several
+ * chunks), and returns when all are done. A second caller while the pool is busy runs everything itself.
  */
 int ten_threads(void);
 void ten_parallel(int items, void (*fn)(void *ctx, int lo, int hi, int thread), void *ctx);

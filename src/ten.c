@@ -12,7 +12,8 @@
  *
  * Between the GEMMs OpenBLAS's threads only spin, so the work that is not a
  * big GEMM runs on a small pool of our own (ten_parallel: the caller plus
- * ten_threads() - 1 persistent workers, as many as OpenBLAS uses): layernorm
+ * ten_threads() - 1 persistent workers, as many as OpenBLAS uses, taking
+ * chunks of about a quarter of a thread's share as they come): layernorm
  * and the activations split rows, attention splits (sequence, head) pairs
  * and runs its small GEMMs single-threaded in each worker (OpenBLAS is set
  * to one thread for the duration: its own threading costs more than such a
@@ -25,6 +26,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -52,18 +54,24 @@ static struct {
     int pending;            /* workers still running the current job */
     void (*fn)(void *, int, int, int);
     void *ctx;
-    int items;
+    int items, chunk;
+    atomic_int next;        /* first item not yet taken */
     pthread_mutex_t owner;  /* held by the caller of the running job */
 } pool = { .once = PTHREAD_ONCE_INIT, .mu = PTHREAD_MUTEX_INITIALIZER,
            .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER,
            .owner = PTHREAD_MUTEX_INITIALIZER };
 
+/* Takes chunks of the current job until none is left: a thread that starts
+   late or shares its core with another process simply takes fewer. */
 static void
-run_share(void (*fn)(void *, int, int, int), void *ctx, int items, int k, int n)
+run_share(void (*fn)(void *, int, int, int), void *ctx, int items, int chunk, int k)
 {
-    int lo = (int)((long long)items * k / n), hi = (int)((long long)items * (k + 1) / n);
-    if (lo < hi)
-        fn(ctx, lo, hi, k);
+    for (;;) {
+        int lo = atomic_fetch_add(&pool.next, chunk);
+        if (lo >= items)
+            return;
+        fn(ctx, lo, MIN(lo + chunk, items), k);
+    }
 }
 
 static void *
@@ -78,9 +86,9 @@ worker(void *arg)
         seen = pool.gen;
         void (*fn)(void *, int, int, int) = pool.fn;
         void *ctx = pool.ctx;
-        int items = pool.items;
+        int items = pool.items, chunk = pool.chunk;
         pthread_mutex_unlock(&pool.mu);
-        run_share(fn, ctx, items, k, pool.n);
+        run_share(fn, ctx, items, chunk, k);
         pthread_mutex_lock(&pool.mu);
         if (--pool.pending == 0)
             pthread_cond_signal(&pool.done);
@@ -129,10 +137,12 @@ ten_parallel(int items, void (*fn)(void *ctx, int lo, int hi, int thread), void 
     }
     pthread_mutex_lock(&pool.mu);
     pool.fn = fn, pool.ctx = ctx, pool.items = items, pool.pending = n - 1;
+    pool.chunk = MAX(1, items / (4 * n));
+    atomic_store(&pool.next, 0);
     pool.gen++;
     pthread_cond_broadcast(&pool.go);
     pthread_mutex_unlock(&pool.mu);
-    run_share(fn, ctx, items, 0, n);
+    run_share(fn, ctx, items, pool.chunk, 0);
     pthread_mutex_lock(&pool.mu);
     while (pool.pending > 0)
         pthread_cond_wait(&pool.done, &pool.mu);
@@ -260,6 +270,38 @@ layernorm512(float *y, const float *x, const float *g, const float *b, int D, fl
 }
 #endif
 
+/* Rows of Y (M, N) set to b (add = 0) or b added to them (add = 1), over the pool. */
+typedef struct {
+    float *Y;
+    const float *b;
+    int N, add;
+} BiasJob;
+
+static void
+bias_rows(void *p, int lo, int hi, int thread)
+{
+    const BiasJob *j = p;
+    (void)thread;
+    for (int i = lo; i < hi; i++) {
+        float *y = j->Y + (size_t)i * j->N;
+        if (j->add)
+            for (int k = 0; k < j->N; k++)
+                y[k] += j->b[k];
+        else
+            memcpy(y, j->b, (size_t)j->N * sizeof *y);
+    }
+}
+
+static void
+bias(float *Y, const float *b, int M, int N, int add)
+{
+    BiasJob j = { Y, b, N, add };
+    if ((size_t)M * N < TEN_GRAIN)
+        bias_rows(&j, 0, M, 0);
+    else
+        ten_parallel(M, bias_rows, &j);
+}
+
 /* Y(M,N) = X(M,K) W(N,K)^T + b: PyTorch's Linear with W stored (out, in). */
 void
 ten_linear(float *Y, const float *X, const float *W, const float *b, int M, int K, int N)
@@ -267,13 +309,10 @@ ten_linear(float *Y, const float *X, const float *W, const float *b, int M, int 
     PS_ASSERT(M >= 0 && K > 0 && N > 0);
     if (M == 0)
         return;
-    float beta = 0;
-    if (b) { /* preload the bias so the GEMM accumulates onto it */
-        for (int i = 0; i < M; i++)
-            memcpy(Y + (size_t)i * N, b, (size_t)N * sizeof *Y);
-        beta = 1;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, K, W, K, beta, Y, N);
+    if (b) /* preload the bias so the GEMM accumulates onto it */
+        bias(Y, b, M, N, 0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, K, W, K, b ? 1.0f : 0.0f,
+                Y, N);
 }
 
 /* Y(M,N) += X(M,K) W(N,K)^T + b: the bias is added first, then the GEMM with beta = 1. */
@@ -284,8 +323,7 @@ ten_linear_acc(float *Y, const float *X, const float *W, const float *b, int M, 
     if (M == 0)
         return;
     if (b)
-        for (int i = 0; i < M; i++)
-            ten_add(Y + (size_t)i * N, b, (size_t)N);
+        bias(Y, b, M, N, 1);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, K, W, K, 1.0f, Y, N);
 }
 
@@ -296,13 +334,10 @@ ten_matmul(float *Y, const float *X, const float *W, const float *b, int M, int 
     PS_ASSERT(M >= 0 && K > 0 && N > 0);
     if (M == 0)
         return;
-    float beta = 0;
-    if (b) {
-        for (int i = 0; i < M; i++)
-            memcpy(Y + (size_t)i * N, b, (size_t)N * sizeof *Y);
-        beta = 1;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, X, K, W, N, beta, Y, N);
+    if (b)
+        bias(Y, b, M, N, 0);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, X, K, W, N,
+                b ? 1.0f : 0.0f, Y, N);
 }
 
 /* Per row: (x - mean) / sqrt(var + eps) * g + b, biased variance (PyTorch LayerNorm). */
