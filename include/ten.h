@@ -56,7 +56,8 @@ void ten_patchify(float *cols, const float *pix, int N, int C, int S, int P);
  * out (N,T,D) = concat_h softmax(q_h k_h^T / sqrt(Dh) [+ causal mask]) v_h.
  * scratch must hold ten_attention_scratch(T, D) floats (a (T,T) block per
  * pool thread). The output projection is not included. While it runs,
- * OpenBLAS is set to one thread (each pool thread runs its own GEMMs).
+ * OpenBLAS is set to one thread (each pool thread runs its own GEMMs); so
+ * it is during ten_linear, ten_linear_acc and ten_matmul when large.
  */
 size_t ten_attention_scratch(int T, int D);
 /* causal: token i attends to tokens 0..i only (the text encoder). */

@@ -10,17 +10,23 @@
  * which stays within 1e-6 of a double-precision oracle at CLIP's widths (see
  * tests/test_ten.c).
  *
- * Between the GEMMs OpenBLAS's threads only spin, so the work that is not a
- * big GEMM runs on a small pool of our own (ten_parallel: the caller plus
- * ten_threads() - 1 persistent workers, as many as OpenBLAS uses, taking
- * chunks of about a quarter of a thread's share as they come): layernorm
- * and the activations split rows, attention splits (sequence, head) pairs
- * and runs its small GEMMs single-threaded in each worker (OpenBLAS is set
- * to one thread for the duration: its own threading costs more than such a
- * GEMM). On AVX-512 the element-wise loops use intrinsics and an exp that
- * is accurate to a few 1e-7 relative (Cody-Waite range reduction and the
- * Cephes expf polynomial); elsewhere they are plain loops over expf.
- * PS_NO_AVX512 in the environment forces the plain loops.
+ * Threads: one pool of our own does everything (ten_parallel: the caller
+ * plus ten_threads() - 1 persistent workers, as many as OpenBLAS would use,
+ * taking chunks of about a quarter of a thread's share as they come). The
+ * big GEMMs are split by output columns, one single-threaded cblas_sgemm per
+ * pool thread (OpenBLAS is set to one thread meanwhile); attention splits the
+ * (sequence, head) pairs the same way; layernorm, bias and the activations
+ * split rows. Measured on 2 cores (performance.md): with OpenBLAS's own
+ * threads, its idle worker spins through the element-wise work and attention
+ * between the GEMMs and halves whatever runs beside it; one pool that never
+ * competes with itself was 10-15 % faster per image than OpenBLAS threading
+ * plus a pool for the rest. PS_NO_GEMM_SPLIT in the environment leaves the
+ * big GEMMs to OpenBLAS's threads (for comparison).
+ *
+ * On AVX-512 the element-wise loops use intrinsics and an exp accurate to a
+ * few 1e-7 relative (Cody-Waite range reduction and the Cephes expf
+ * polynomial); elsewhere they are plain loops over expf. PS_NO_AVX512 in the
+ * environment forces the plain loops.
  */
 #include "ten.h"
 
@@ -44,14 +50,15 @@
 
 #define TEN_MAX_THREADS 8
 #define TEN_GRAIN 16384 /* below this many floats of work, stay on the caller */
+#define TEN_SPIN 4000   /* polls (about 100 us) before a waiting thread sleeps */
 
 static struct {
     pthread_once_t once;
     int n;                  /* threads including the caller */
-    pthread_mutex_t mu;     /* guards everything below */
+    pthread_mutex_t mu;     /* guards the sleeping side of gen and pending */
     pthread_cond_t go, done;
-    unsigned gen;           /* bumped per job */
-    int pending;            /* workers still running the current job */
+    atomic_uint gen;        /* bumped per job, after the fields below are set */
+    atomic_int pending;     /* workers still running the current job */
     void (*fn)(void *, int, int, int);
     void *ctx;
     int items, chunk;
@@ -60,6 +67,14 @@ static struct {
 } pool = { .once = PTHREAD_ONCE_INIT, .mu = PTHREAD_MUTEX_INITIALIZER,
            .go = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER,
            .owner = PTHREAD_MUTEX_INITIALIZER };
+
+static inline void
+relax(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_ia32_pause();
+#endif
+}
 
 /* Takes chunks of the current job until none is left: a thread that starts
    late or shares its core with another process simply takes fewer. */
@@ -74,25 +89,27 @@ run_share(void (*fn)(void *, int, int, int), void *ctx, int items, int chunk, in
     }
 }
 
+/* Jobs come back to back between GEMMs, so a worker polls a little before it
+   sleeps on the condition variable (a wake-up costs tens of microseconds). */
 static void *
 worker(void *arg)
 {
     int k = (int)(intptr_t)arg;
     unsigned seen = 0;
     for (;;) {
+        for (int i = 0; i < TEN_SPIN && atomic_load(&pool.gen) == seen; i++)
+            relax();
         pthread_mutex_lock(&pool.mu);
-        while (pool.gen == seen)
+        while (atomic_load(&pool.gen) == seen)
             pthread_cond_wait(&pool.go, &pool.mu);
-        seen = pool.gen;
-        void (*fn)(void *, int, int, int) = pool.fn;
-        void *ctx = pool.ctx;
-        int items = pool.items, chunk = pool.chunk;
         pthread_mutex_unlock(&pool.mu);
-        run_share(fn, ctx, items, chunk, k);
-        pthread_mutex_lock(&pool.mu);
-        if (--pool.pending == 0)
+        seen = atomic_load(&pool.gen);
+        run_share(pool.fn, pool.ctx, pool.items, pool.chunk, k);
+        if (atomic_fetch_sub(&pool.pending, 1) == 1) {
+            pthread_mutex_lock(&pool.mu);
             pthread_cond_signal(&pool.done);
-        pthread_mutex_unlock(&pool.mu);
+            pthread_mutex_unlock(&pool.mu);
+        }
     }
     return NULL;
 }
@@ -124,30 +141,53 @@ ten_threads(void)
     return pool.n;
 }
 
-void
-ten_parallel(int items, void (*fn)(void *ctx, int lo, int hi, int thread), void *ctx)
+/*
+ * ten_parallel; blas1 also sets OpenBLAS to one thread while the job runs
+ * (for jobs that call cblas themselves), only by the pool's owner, so
+ * concurrent callers cannot leave it at one. A caller that finds the pool
+ * busy runs the whole job itself with OpenBLAS as it is.
+ */
+static void
+parallel(int items, void (*fn)(void *ctx, int lo, int hi, int thread), void *ctx, int blas1)
 {
     PS_ASSERT(items >= 0);
     int n = ten_threads();
     if (items == 0)
         return;
     if (n == 1 || items == 1 || pthread_mutex_trylock(&pool.owner) != 0) {
-        fn(ctx, 0, items, 0); /* one thread, one item, or the pool is busy with another caller */
+        fn(ctx, 0, items, 0);
         return;
     }
-    pthread_mutex_lock(&pool.mu);
-    pool.fn = fn, pool.ctx = ctx, pool.items = items, pool.pending = n - 1;
-    pool.chunk = MAX(1, items / (4 * n));
+    int blas = 0;
+    if (blas1) {
+        blas = openblas_get_num_threads();
+        openblas_set_num_threads(1);
+    }
+    pool.fn = fn, pool.ctx = ctx, pool.items = items, pool.chunk = MAX(1, items / (4 * n));
     atomic_store(&pool.next, 0);
-    pool.gen++;
+    atomic_store(&pool.pending, n - 1);
+    pthread_mutex_lock(&pool.mu);
+    atomic_fetch_add(&pool.gen, 1);
     pthread_cond_broadcast(&pool.go);
     pthread_mutex_unlock(&pool.mu);
     run_share(fn, ctx, items, pool.chunk, 0);
-    pthread_mutex_lock(&pool.mu);
-    while (pool.pending > 0)
-        pthread_cond_wait(&pool.done, &pool.mu);
-    pthread_mutex_unlock(&pool.mu);
+    for (int i = 0; i < TEN_SPIN && atomic_load(&pool.pending) > 0; i++)
+        relax();
+    if (atomic_load(&pool.pending) > 0) {
+        pthread_mutex_lock(&pool.mu);
+        while (atomic_load(&pool.pending) > 0)
+            pthread_cond_wait(&pool.done, &pool.mu);
+        pthread_mutex_unlock(&pool.mu);
+    }
+    if (blas1)
+        openblas_set_num_threads(blas);
     pthread_mutex_unlock(&pool.owner);
+}
+
+void
+ten_parallel(int items, void (*fn)(void *ctx, int lo, int hi, int thread), void *ctx)
+{
+    parallel(items, fn, ctx, 0);
 }
 
 /* ------------------------------------------------------ AVX-512 kernels */
@@ -302,6 +342,50 @@ bias(float *Y, const float *b, int M, int N, int add)
         ten_parallel(M, bias_rows, &j);
 }
 
+/* Y(M,N) = alpha X(M,K) op(W) + beta Y, op(W) = W^T for W (N,K) (transw) or W for W (K,N). */
+typedef struct {
+    float *Y;
+    const float *X, *W;
+    int M, N, K, transw, parts;
+    float beta;
+} GemmJob;
+
+static void
+gemm_parts(void *p, int lo, int hi, int thread)
+{
+    const GemmJob *j = p;
+    (void)thread;
+    for (int k = lo; k < hi; k++) {
+        int j0 = (int)((long long)j->N * k / j->parts) & ~15;
+        int j1 = k + 1 == j->parts ? j->N : (int)((long long)j->N * (k + 1) / j->parts) & ~15;
+        if (j1 <= j0)
+            continue;
+        const float *W = j->transw ? j->W + (size_t)j0 * j->K : j->W + j0;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, j->transw ? CblasTrans : CblasNoTrans, j->M,
+                    j1 - j0, j->K, 1.0f, j->X, j->K, W, j->transw ? j->K : j->N, j->beta,
+                    j->Y + j0, j->N);
+    }
+}
+
+static int split = -1;
+
+/* Y = X op(W) + beta Y over the pool, split by columns (16-aligned), or
+   straight to OpenBLAS when small or narrow. */
+static void
+gemm(float *Y, const float *X, const float *W, int M, int N, int K, int transw, float beta)
+{
+    if (split < 0)
+        split = !getenv("PS_NO_GEMM_SPLIT");
+    int n = ten_threads();
+    if (!split || n == 1 || N < 32 * n || (double)M * N * K < 4e6) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, transw ? CblasTrans : CblasNoTrans, M, N, K, 1.0f,
+                    X, K, W, transw ? K : N, beta, Y, N);
+        return;
+    }
+    GemmJob j = { Y, X, W, M, N, K, transw, n, beta };
+    parallel(n, gemm_parts, &j, 1);
+}
+
 /* Y(M,N) = X(M,K) W(N,K)^T + b: PyTorch's Linear with W stored (out, in). */
 void
 ten_linear(float *Y, const float *X, const float *W, const float *b, int M, int K, int N)
@@ -311,8 +395,7 @@ ten_linear(float *Y, const float *X, const float *W, const float *b, int M, int 
         return;
     if (b) /* preload the bias so the GEMM accumulates onto it */
         bias(Y, b, M, N, 0);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, K, W, K, b ? 1.0f : 0.0f,
-                Y, N);
+    gemm(Y, X, W, M, N, K, 1, b ? 1.0f : 0.0f);
 }
 
 /* Y(M,N) += X(M,K) W(N,K)^T + b: the bias is added first, then the GEMM with beta = 1. */
@@ -324,7 +407,7 @@ ten_linear_acc(float *Y, const float *X, const float *W, const float *b, int M, 
         return;
     if (b)
         bias(Y, b, M, N, 1);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, X, K, W, K, 1.0f, Y, N);
+    gemm(Y, X, W, M, N, K, 1, 1.0f);
 }
 
 /* Y(M,N) = X(M,K) W(K,N) + b: weights stored (in, out), as OpenAI's `proj`. */
@@ -336,8 +419,7 @@ ten_matmul(float *Y, const float *X, const float *W, const float *b, int M, int 
         return;
     if (b)
         bias(Y, b, M, N, 0);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, X, K, W, N,
-                b ? 1.0f : 0.0f, Y, N);
+    gemm(Y, X, W, M, N, K, 0, b ? 1.0f : 0.0f);
 }
 
 /* Per row: (x - mean) / sqrt(var + eps) * g + b, biased variance (PyTorch LayerNorm). */
@@ -589,8 +671,5 @@ ten_attention(float *out, const float *qkv, int N, int T, int D, int H, int caus
         attn_items(&j, 0, items, 0);
         return;
     }
-    int blas = openblas_get_num_threads();
-    openblas_set_num_threads(1);
-    ten_parallel(items, attn_items, &j);
-    openblas_set_num_threads(blas);
+    parallel(items, attn_items, &j, 1);
 }
