@@ -55,17 +55,23 @@ typedef struct SaeSparse {
     float *val;      /* (nnz) */
 } SaeSparse;
 
-/* Scratch of the encoder: one dense tile, allocated once per SAE shape. */
+/* Scratch of the encoder: one dense tile, allocated once per SAE shape. Each
+   tile is cut into n_parts column parts, one per pool thread (ten.h), each
+   thread appending its parts' non-zeros to its own list. */
+#define SAE_THREADS 8            /* lists: at least ten_threads() */
 typedef struct SaeWork {
     int d_in, d_sae;
     int n_cols;      /* narrowest tile (for a full block): min(S, SAE_COLS) */
     int n_tiles;     /* most tiles across S: ceil(S / n_cols) */
+    int n_parts;     /* parts per tile: ten_threads() */
     float *xc;       /* (SAE_BLOCK, D): x − b_dec */
     float *f;        /* (SAE_BLOCK * n_cols): one dense tile of nb tokens, as wide as fits */
-    int32_t *cnt;    /* (n_tiles, SAE_BLOCK) non-zeros per tile row, then (n_tiles) cursors */
-    int32_t *tidx;   /* (tcap): one token block's non-zeros, tile after tile */
-    float *tval;     /* (tcap) */
-    int64_t tcap;
+    int32_t *cnt;    /* (n_tiles * n_parts, SAE_BLOCK) non-zeros per part row */
+    int64_t *part;   /* (n_tiles * n_parts, 2): thread whose list holds the part, its start */
+    int32_t *tidx[SAE_THREADS]; /* (tcap[k]): one token block's non-zeros, part after part */
+    float *tval[SAE_THREADS];   /* (tcap[k]) */
+    int64_t tcap[SAE_THREADS];
+    int64_t tlen[SAE_THREADS];
     size_t bytes;    /* of xc and f */
 } SaeWork;
 

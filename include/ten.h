@@ -74,5 +74,9 @@ void ten_attention(float *out, const float *qkv, int N, int T, int D, int H, int
  */
 int ten_threads(void);
 void ten_parallel(int items, void (*fn)(void *ctx, int lo, int hi, int thread), void *ctx);
+/* The same for jobs whose items call cblas themselves: OpenBLAS is set to one
+   thread while the job runs (by the pool's owner only; a caller that finds
+   the pool busy runs every item itself, OpenBLAS as it is). */
+void ten_parallel_blas(int items, void (*fn)(void *ctx, int lo, int hi, int thread), void *ctx);
 
 #endif

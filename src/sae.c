@@ -4,17 +4,21 @@
  * one Sae, saving the project's own, and the encode/decode kernels.
  *
  * Encoding runs over blocks of up to SAE_BLOCK tokens: x − b_dec into a
- * (B, D) block, then, tile by tile across the latents, one cblas_sgemm of
- * (B, D) by W_enc's columns c0..c0+nc into a reused dense (B, nc) tile of
- * 8 MiB (nc = SAE_COLS for a full block, wider for fewer tokens; the tile is
- * still in cache when it is read back), and a pass that
- * adds b_enc, applies the ReLU and appends the positive values of each row
- * to a per-block list. Sixteen latents are tested at once before any is
- * appended (a loop the compiler turns branch-free), since at L0 ≈ 150 of
- * 49152 most groups of 16 are all zero. The tile lists are then spliced into
- * CSR rows in latent order. Large blocks matter: W_enc (151 MB for ViT-B/16)
- * is streamed from memory once per block, so 8 images of 197 tokens in one
- * call are about 20 % faster per image than one at a time (bench/bench_sae.sh).
+ * (B, D) block, then, tile by tile across the latents, W_enc's columns
+ * c0..c0+nc into a reused dense (B, nc) tile of 8 MiB (nc = SAE_COLS for a
+ * full block, wider for fewer tokens). Each tile is cut into one column part
+ * per thread of ten.h's pool; a thread runs the part's GEMM single-threaded
+ * and then, while the part is still in its cache, adds b_enc, applies the
+ * ReLU and appends each row's positive values to its own list (so the
+ * compaction is not a single-threaded pause between GEMMs, and OpenBLAS's
+ * idle workers are not spinning beside the pool). Sixteen latents are tested
+ * at once before any is appended (a loop the compiler turns branch-free),
+ * since at L0 ≈ 150 of 49152 most groups of 16 are all zero. The parts'
+ * lists are then spliced into CSR rows in latent order. The dense encoder
+ * makes the same GEMM calls, so both give the same bits. Large blocks
+ * matter: W_enc (151 MB for ViT-B/16) is streamed from memory once per
+ * block, so 8 images of 197 tokens in one call are about 20 % faster per
+ * image than one at a time (bench/bench_sae.sh).
  * Decoding walks the non-zeros only (about 150 of 49152 per token):
  * xhat[t] = b_dec + Σ f[t,s] W_dec[s], optionally skipping masked latents.
  *
@@ -43,6 +47,7 @@
 #include "ps.h"
 #include "pt.h"
 #include "st.h"
+#include "ten.h"
 
 #define SAE_MAX_BYTES ((size_t)1 << 37) /* 128 GiB of weights: far above any real SAE */
 
@@ -443,11 +448,15 @@ sae_work_init(SaeWork *w, const Sae *s, char *err)
         return ps_seterr(err, PS_ENOMEM, "SAE scratch too large");
     w->xc = ps_big_alloc(nx);
     w->f = ps_big_alloc(nf);
-    w->cnt = malloc(((size_t)nt * SAE_BLOCK + (size_t)nt) * sizeof *w->cnt);
-    if (!w->xc || !w->f || !w->cnt) {
+    int np = ten_threads();
+    PS_ASSERT(np >= 1 && np <= SAE_THREADS);
+    w->cnt = malloc((size_t)nt * np * SAE_BLOCK * sizeof *w->cnt);
+    w->part = malloc((size_t)nt * np * 2 * sizeof *w->part);
+    if (!w->xc || !w->f || !w->cnt || !w->part) {
         ps_big_free(w->xc, nx);
         ps_big_free(w->f, nf);
         free(w->cnt);
+        free(w->part);
         memset(w, 0, sizeof *w);
         return ps_seterr(err, PS_ENOMEM, "cannot allocate %zu bytes of SAE scratch", nx + nf);
     }
@@ -455,6 +464,7 @@ sae_work_init(SaeWork *w, const Sae *s, char *err)
     w->d_sae = s->d_sae;
     w->n_cols = nc;
     w->n_tiles = nt;
+    w->n_parts = np;
     w->bytes = nx + nf;
     return PS_OK;
 }
@@ -467,8 +477,9 @@ sae_work_free(SaeWork *w)
     ps_big_free(w->xc, (size_t)SAE_BLOCK * sizeof(float) * (size_t)w->d_in);
     ps_big_free(w->f, (size_t)SAE_BLOCK * sizeof(float) * (size_t)w->n_cols);
     free(w->cnt);
-    free(w->tidx);
-    free(w->tval);
+    free(w->part);
+    for (int k = 0; k < SAE_THREADS; k++)
+        free(w->tidx[k]), free(w->tval[k]);
     memset(w, 0, sizeof *w);
 }
 
@@ -519,14 +530,6 @@ tile_cols(const SaeWork *w, int nb)
     int64_t c = (int64_t)SAE_BLOCK * w->n_cols / MAX(nb, 1);
     c -= c % 16;
     return (int)MIN((int64_t)w->d_sae, MAX(c, (int64_t)w->n_cols));
-}
-
-/* w->f (nb, nc) = a (nb, D) · W_enc[:, c0 .. c0+nc), without b_enc. */
-static void
-enc_tile(const Sae *s, const float *a, int nb, int c0, int nc, SaeWork *w)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, nc, s->d_in, 1.0f, a, s->d_in,
-                s->W_enc + c0, s->d_sae, 0.0f, w->f, nc);
 }
 
 /*
@@ -586,50 +589,107 @@ grow_pair(int32_t **idx, float **val, int64_t *cap, int64_t need, char *err)
     return PS_OK;
 }
 
+/* Columns p0..p1-1 of part k of P of a tile n wide (cut at multiples of 16). */
+static void
+part_cols(int n, int P, int k, int *p0, int *p1)
+{
+    *p0 = k == 0 ? 0 : (int)((int64_t)n * k / P) & ~15;
+    *p1 = k + 1 == P ? n : (int)((int64_t)n * (k + 1) / P) & ~15;
+}
+
+/* Columns p0..p1-1 of w->f (nb, n) = a (nb, D) · W_enc[:, c0+p0 .. c0+p1), without b_enc:
+   one single-threaded GEMM per part, the same calls for the sparse and the dense encoder. */
+static void
+part_gemm(const Sae *s, const float *a, int nb, int c0, int n, int p0, int p1, SaeWork *w)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, p1 - p0, s->d_in, 1.0f, a, s->d_in,
+                s->W_enc + c0 + p0, s->d_sae, 0.0f, w->f + p0, n);
+}
+
+/* Part k of a tile: the job of one pool thread. */
+typedef struct {
+    const Sae *s;
+    SaeWork *w;
+    const float *a; /* (nb, D) */
+    int nb, c, c0, n; /* tile index, first latent, width */
+    int rc[SAE_THREADS];
+} EncJob;
+
+/*
+ * Parts lo..hi-1 of tile j->c (columns cut at multiples of 16): the GEMM of
+ * the part's columns (single-threaded: each pool thread runs its own) into
+ * its columns of w->f, then each row's positive b_enc-added values appended
+ * to this thread's list while the part is still in cache.
+ */
+static void
+enc_parts(void *p, int lo, int hi, int thread)
+{
+    EncJob *j = p;
+    SaeWork *w = j->w;
+    const Sae *s = j->s;
+    int P = w->n_parts, n = j->n, nb = j->nb;
+    for (int k = lo; k < hi && !j->rc[thread]; k++) {
+        int p0, p1, u = j->c * P + k;
+        part_cols(n, P, k, &p0, &p1);
+        int32_t *cnt = w->cnt + (size_t)u * SAE_BLOCK;
+        w->part[2 * u] = thread;
+        w->part[2 * u + 1] = w->tlen[thread];
+        if (p1 <= p0) {
+            memset(cnt, 0, (size_t)nb * sizeof *cnt);
+            continue;
+        }
+        part_gemm(s, j->a, nb, j->c0, n, p0, p1, w);
+        for (int i = 0; i < nb; i++) {
+            int64_t m = w->tlen[thread];
+            if ((j->rc[thread] = grow_pair(&w->tidx[thread], &w->tval[thread], &w->tcap[thread],
+                                           m + (p1 - p0), NULL)))
+                return;
+            cnt[i] = compact(w->f + (size_t)i * n + p0, s->b_enc + j->c0 + p0, p1 - p0,
+                             j->c0 + p0, w->tidx[thread] + m, w->tval[thread] + m);
+            w->tlen[thread] = m + cnt[i];
+        }
+    }
+}
+
 /*
  * One block of nb tokens into out's rows t0 .. t0+nb, whose first non-zero
- * goes at *nnz (advanced): the tiles' non-zeros go to w->tidx/tval tile after
- * tile, with w->cnt[tile * SAE_BLOCK + row] counts, and are then copied row
- * by row, tile by tile, so each row's latents come out ascending.
+ * goes at *nnz (advanced): tile after tile, the pool threads each take parts
+ * (enc_parts), with w->cnt[part * SAE_BLOCK + row] counts; the lists are then
+ * copied row by row, tile by tile, part by part, so each row's latents come
+ * out ascending.
  */
 static int
 enc_block_sparse(const Sae *s, const float *x, int nb, int t0, SaeSparse *out, SaeWork *w,
                  int64_t *nnz, char *err)
 {
-    int S = s->d_sae, nc = tile_cols(w, nb), n_tiles = (S + nc - 1) / nc, rc;
+    int S = s->d_sae, nc = tile_cols(w, nb), n_tiles = (S + nc - 1) / nc, P = w->n_parts, rc;
     const float *a = centre(s, x, nb, w);
-    int64_t m = 0;
+    for (int k = 0; k < SAE_THREADS; k++)
+        w->tlen[k] = 0;
     for (int c = 0; c < n_tiles; c++) {
-        int c0 = c * nc, n = MIN(nc, S - c0);
-        int32_t *cnt = w->cnt + (size_t)c * SAE_BLOCK;
-        enc_tile(s, a, nb, c0, n, w);
-        for (int i = 0; i < nb; i++) {
-            if ((rc = grow_pair(&w->tidx, &w->tval, &w->tcap, m + n, err)))
-                return rc;
-            cnt[i] = compact(w->f + (size_t)i * n, s->b_enc + c0, n, c0, w->tidx + m,
-                             w->tval + m);
-            m += cnt[i];
-        }
+        EncJob j = { s, w, a, nb, c, c * nc, MIN(nc, S - c * nc), { 0 } };
+        ten_parallel_blas(P, enc_parts, &j);
+        for (int k = 0; k < SAE_THREADS; k++)
+            if (j.rc[k])
+                return ps_seterr(err, j.rc[k], "out of memory for the SAE non-zeros of %d tokens",
+                                 nb);
     }
+    int64_t m = 0;
+    for (int k = 0; k < SAE_THREADS; k++)
+        m += w->tlen[k];
     int64_t cap = out->cap;
     rc = grow_pair(&out->idx, &out->val, &cap, *nnz + m, err);
     out->cap = (int)cap;
     if (rc)
         return rc;
-    int32_t *cur = w->cnt + (size_t)w->n_tiles * SAE_BLOCK; /* start of each tile's list */
-    int64_t o = 0;
-    for (int c = 0; c < n_tiles; c++) {
-        cur[c] = (int32_t)o;
-        for (int i = 0; i < nb; i++)
-            o += w->cnt[(size_t)c * SAE_BLOCK + i];
-    }
-    int64_t k = *nnz;
+    int64_t k = *nnz, *part = w->part; /* part[2u + 1] becomes the part's cursor */
     for (int i = 0; i < nb; i++) {
-        for (int c = 0; c < n_tiles; c++) {
-            int32_t n = w->cnt[(size_t)c * SAE_BLOCK + i];
-            memcpy(out->idx + k, w->tidx + cur[c], (size_t)n * sizeof *out->idx);
-            memcpy(out->val + k, w->tval + cur[c], (size_t)n * sizeof *out->val);
-            cur[c] += n;
+        for (int u = 0; u < n_tiles * P; u++) {
+            int32_t n = w->cnt[(size_t)u * SAE_BLOCK + i];
+            int th = (int)part[2 * u];
+            memcpy(out->idx + k, w->tidx[th] + part[2 * u + 1], (size_t)n * sizeof *out->idx);
+            memcpy(out->val + k, w->tval[th] + part[2 * u + 1], (size_t)n * sizeof *out->val);
+            part[2 * u + 1] += n;
             k += n;
         }
         out->rowptr[t0 + i + 1] = k;
@@ -660,6 +720,38 @@ sae_encode_sparse(const Sae *s, const float *x, int n_tok, SaeSparse *out, SaeWo
     return PS_OK;
 }
 
+typedef struct {
+    const Sae *s;
+    SaeWork *w;
+    const float *a; /* (nb, D) */
+    float *f;       /* (nb, S): the block's output rows */
+    int nb, c0, n;
+} DenseJob;
+
+static void
+dense_parts(void *p, int lo, int hi, int thread)
+{
+    const DenseJob *j = p;
+    const Sae *s = j->s;
+    int S = s->d_sae, n = j->n;
+    (void)thread;
+    for (int k = lo; k < hi; k++) {
+        int p0, p1;
+        part_cols(n, j->w->n_parts, k, &p0, &p1);
+        if (p1 <= p0)
+            continue;
+        part_gemm(s, j->a, j->nb, j->c0, n, p0, p1, j->w);
+        for (int i = 0; i < j->nb; i++) {
+            const float *row = j->w->f + (size_t)i * n, *b = s->b_enc + j->c0;
+            float *fr = j->f + (size_t)i * S + j->c0;
+            for (int c = p0; c < p1; c++) {
+                float v = row[c] + b[c];
+                fr[c] = v > 0 ? v : 0.0f;
+            }
+        }
+    }
+}
+
 void
 sae_encode_dense(const Sae *s, const float *x, int n_tok, float *f, SaeWork *w)
 {
@@ -669,16 +761,8 @@ sae_encode_dense(const Sae *s, const float *x, int n_tok, float *f, SaeWork *w)
         int nb = MIN(SAE_BLOCK, n_tok - t0), nc = tile_cols(w, nb);
         const float *a = centre(s, x + (size_t)t0 * D, nb, w);
         for (int c0 = 0; c0 < S; c0 += nc) {
-            int n = MIN(nc, S - c0);
-            enc_tile(s, a, nb, c0, n, w);
-            for (int i = 0; i < nb; i++) {
-                const float *row = w->f + (size_t)i * n, *b = s->b_enc + c0;
-                float *fr = f + (size_t)(t0 + i) * S + c0;
-                for (int j = 0; j < n; j++) {
-                    float v = row[j] + b[j];
-                    fr[j] = v > 0 ? v : 0.0f;
-                }
-            }
+            DenseJob j = { s, w, a, f + (size_t)t0 * S, nb, c0, MIN(nc, S - c0) };
+            ten_parallel_blas(w->n_parts, dense_parts, &j);
         }
     }
 }

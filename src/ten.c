@@ -190,6 +190,12 @@ ten_parallel(int items, void (*fn)(void *ctx, int lo, int hi, int thread), void 
     parallel(items, fn, ctx, 0);
 }
 
+void
+ten_parallel_blas(int items, void (*fn)(void *ctx, int lo, int hi, int thread), void *ctx)
+{
+    parallel(items, fn, ctx, 1);
+}
+
 /* ------------------------------------------------------ AVX-512 kernels */
 
 static int use_avx512 = -1;
