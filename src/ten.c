@@ -352,7 +352,7 @@ bias(float *Y, const float *b, int M, int N, int add)
 typedef struct {
     float *Y;
     const float *X, *W;
-    int M, N, K, transw, parts;
+    int M, N, K, transw, parts, rows;
     float beta;
 } GemmJob;
 
@@ -362,6 +362,15 @@ gemm_parts(void *p, int lo, int hi, int thread)
     const GemmJob *j = p;
     (void)thread;
     for (int k = lo; k < hi; k++) {
+        if (j->rows) {
+            int i0 = (int)((long long)j->M * k / j->parts);
+            int i1 = (int)((long long)j->M * (k + 1) / j->parts);
+            if (i1 > i0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, j->transw ? CblasTrans : CblasNoTrans,
+                            i1 - i0, j->N, j->K, 1.0f, j->X + (size_t)i0 * j->K, j->K, j->W,
+                            j->transw ? j->K : j->N, j->beta, j->Y + (size_t)i0 * j->N, j->N);
+            continue;
+        }
         int j0 = (int)((long long)j->N * k / j->parts) & ~15;
         int j1 = k + 1 == j->parts ? j->N : (int)((long long)j->N * (k + 1) / j->parts) & ~15;
         if (j1 <= j0)
@@ -375,8 +384,10 @@ gemm_parts(void *p, int lo, int hi, int thread)
 
 static int split = -1;
 
-/* Y = X op(W) + beta Y over the pool, split by columns (16-aligned), or
-   straight to OpenBLAS when small or narrow. */
+/* Y = X op(W) + beta Y over the pool, or straight to OpenBLAS when small or
+   narrow. Split by rows when M > N (each thread then reads its rows of X and
+   all of W, less than all of X and its columns of W: the MLP's second layer
+   at batch 8), else by columns (16-aligned). */
 static void
 gemm(float *Y, const float *X, const float *W, int M, int N, int K, int transw, float beta)
 {
@@ -388,7 +399,7 @@ gemm(float *Y, const float *X, const float *W, int M, int N, int K, int transw, 
                     X, K, W, transw ? K : N, beta, Y, N);
         return;
     }
-    GemmJob j = { Y, X, W, M, N, K, transw, n, beta };
+    GemmJob j = { Y, X, W, M, N, K, transw, n, M > N, beta };
     parallel(n, gemm_parts, &j, 1);
 }
 

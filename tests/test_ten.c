@@ -34,7 +34,8 @@ static void
 test_linear_matmul(void)
 {
     static const int shapes[][3] = { { 1, 1, 1 }, { 7, 13, 5 }, { 197, 33, 17 }, { 3, 64, 129 },
-        { 150, 130, 211 }, { 64, 300, 333 } }; /* the last two are split over the pool */
+        { 150, 130, 211 }, { 64, 300, 333 }, { 400, 150, 70 } }; /* the last three are split
+                                                                  * over the pool (by rows last) */
     for (size_t s = 0; s < LEN(shapes); s++) {
         int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
         float *X = rnd((size_t)M * K, 1), *W = rnd((size_t)N * K, 0.5f), *b = rnd(N, 1);
