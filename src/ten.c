@@ -114,6 +114,14 @@ worker(void *arg)
     return NULL;
 }
 
+/* A forked child has no workers: everything runs on its one thread. */
+static void
+pool_after_fork(void)
+{
+    pool.n = 1;
+    pthread_mutex_init(&pool.owner, NULL);
+}
+
 static void
 pool_init(void)
 {
@@ -132,6 +140,7 @@ pool_init(void)
             break;
         pool.n = k + 1;
     }
+    pthread_atfork(NULL, NULL, pool_after_fork);
 }
 
 int
