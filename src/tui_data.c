@@ -12,6 +12,14 @@
  * grouped as common (in both top-5 sets, sorted by the larger value), base
  * only and adapted only. One deviation: the one-model groups are sorted by
  * value, not by latent index as the demo does (an artefact of set order).
+ * With the demo's noise filter on, latents whose mean activation under the
+ * base model's statistics exceeds t->noise are dropped before the top 5 are
+ * taken (the demo zeroes them: reference §7.1, probe.h probe_noisy).
+ *
+ * The lists read the shown image through two functions that hide its
+ * source: tui_data_token (a token's latents: the index's top-K blob, or a
+ * probed image's exact sparse row) and tui_data_map (one latent on every
+ * token); the image-level list and the predictions are in TuiImageSide.
  *
  * Two reads idx.h has no function for go through idx_select: the class
  * names of a dataset in one query, and a class's accuracy from the stored
@@ -26,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "probe.h"
 #include "ps.h"
 
 #define TOPN 5 /* the demo's top-5 per model */
@@ -56,8 +65,8 @@ free_stats(TuiStats *s)
     memset(s, 0, sizeof *s);
 }
 
-static void
-free_image(Tui *t)
+void
+tui_data_image_clear(Tui *t)
 {
     for (int m = 0; m < 2; m++) {
         free(t->is[m].blob);
@@ -101,7 +110,7 @@ tui_data_free(Tui *t)
     free(t->classes);
     t->classes = NULL;
     t->n_classes = 0;
-    free_image(t);
+    tui_data_image_clear(t);
     free_class(t);
 }
 
@@ -557,7 +566,7 @@ tui_data_image(Tui *t, int64_t image, char *err)
     int rc = idx_image(t->ix, image, &im, err);
     if (rc)
         return rc;
-    free_image(t);
+    tui_data_image_clear(t);
     t->img = im;
     if (t->img.grid < 0 || 1 + t->img.grid * t->img.grid > TUI_MAX_TOK)
         t->img.grid = 0; /* a grid we cannot show: no patch cursor */
@@ -639,21 +648,86 @@ group(Tui *t, int level, const IdxAct *full0, int n0, const IdxAct *full1, int n
     }
 }
 
+int
+tui_noisy(const Tui *t, int32_t s)
+{
+    const TuiStats *st = &t->st[0];
+    if (!t->noise_on || !(t->noise > 0) || !st->present || s < 0 || s >= st->n_pos ||
+        st->pos[s] < 0)
+        return 0;
+    float m = st->rows[st->pos[s]].mean_act;
+    return !isnan(m) && m > t->noise;
+}
+
+/* Drops the noisy latents of a ranked list in place; returns the new length. */
+static int
+denoise(const Tui *t, IdxAct *a, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (!tui_noisy(t, a[i].latent))
+            a[k++] = a[i];
+    return k;
+}
+
+/* Inserts (s, v) into a list ranked by value descending, then latent ascending. */
+static void
+rank_in(IdxAct *a, int *n, int cap, int32_t s, float v)
+{
+    if (*n == cap && !(v > a[cap - 1].value ||
+                       (v == a[cap - 1].value && s < a[cap - 1].latent)))
+        return;
+    int j = *n < cap ? (*n)++ : cap - 1;
+    while (j > 0 && (v > a[j - 1].value || (v == a[j - 1].value && s < a[j - 1].latent))) {
+        a[j] = a[j - 1];
+        j--;
+    }
+    a[j] = (IdxAct){ s, v };
+}
+
+int
+tui_data_token(const Tui *t, int m, int tok, IdxAct *out, int cap)
+{
+    int n = 0;
+    if (m < 0 || m > 1 || cap <= 0)
+        return 0;
+    const TuiImageSide *is = &t->is[m];
+    if (is->pr) { /* probed: the exact row of the token (CSR, rowptr[0] = 0), ranked */
+        const SaeSparse *sp = &is->pr->sp;
+        if (tok < 0 || tok >= is->pr->n_tok)
+            return 0;
+        for (int64_t j = sp->rowptr[tok]; j < sp->rowptr[tok + 1]; j++)
+            if (sp->val[j] > 0)
+                rank_in(out, &n, cap, sp->idx[j], sp->val[j]);
+        return n;
+    }
+    if (is->blob)
+        idx_blob_token(is->blob, is->blob_n, tok, out, cap, &n, NULL);
+    return n;
+}
+
 void
 tui_data_items(Tui *t)
 {
     t->n_items = 0;
+    if (t->noise_on && t->loading)
+        tui_data_poll(t, 1); /* the filter needs every latent's mean activation */
     int two = t->is[1].ok;
-    group(t, 0, t->is[0].top, t->is[0].n_top, t->is[1].top, t->is[1].n_top, two);
+    IdxAct top[2][TUI_MAX_LIST];
+    int nt[2];
+    for (int m = 0; m < 2; m++) {
+        nt[m] = t->is[m].n_top;
+        memcpy(top[m], t->is[m].top, (size_t)nt[m] * sizeof top[m][0]);
+        nt[m] = denoise(t, top[m], nt[m]);
+    }
+    group(t, 0, top[0], nt[0], top[1], nt[1], two);
     if (t->px >= 0 && t->img.grid > 0) {
         IdxAct p[2][IDX_BLOB_K * 2];
         int np[2] = { 0, 0 };
         int tok = 1 + t->py * t->img.grid + t->px;
         for (int m = 0; m < 2; m++)
-            if (t->is[m].blob)
-                idx_blob_token(t->is[m].blob, t->is[m].blob_n, tok, p[m], (int)LEN(p[m]),
-                               &np[m], NULL);
-        group(t, 1, p[0], MIN(np[0], (int)LEN(p[0])), p[1], MIN(np[1], (int)LEN(p[1])), two);
+            np[m] = denoise(t, p[m], tui_data_token(t, m, tok, p[m], (int)LEN(p[m])));
+        group(t, 1, p[0], np[0], p[1], np[1], two);
     }
     qsort(t->items, (size_t)t->n_items, sizeof *t->items, cmp_item);
 }
@@ -662,7 +736,11 @@ int
 tui_data_map(const Tui *t, int m, int32_t s, float *map, int *n_tok)
 {
     *n_tok = 0;
-    if (m < 0 || m > 1 || !t->is[m].blob)
+    if (m < 0 || m > 1)
+        return -1;
+    if (t->is[m].pr)
+        return tui_probe_map(t, t->probed, m, s, map, TUI_MAX_TOK, n_tok);
+    if (!t->is[m].blob)
         return -1;
     return idx_blob_map(t->is[m].blob, t->is[m].blob_n, s, map, TUI_MAX_TOK, n_tok, NULL);
 }

@@ -271,13 +271,22 @@ draw_status(Tui *t)
         put(y, n + 1, COLS - n - 1, A(P_DIM), "%s", hint);
         return;
     }
-    char right[128] = "";
+    char right[128] = "", busy[160];
+    int x0 = 0;
+    if (tui_probe_progress(t, busy, sizeof busy)) { /* a spinner while probing */
+        static const char *const spin[] = { "\xe2\xa0\x8b", "\xe2\xa0\x99", "\xe2\xa0\xb9",
+                                            "\xe2\xa0\xb8", "\xe2\xa0\xbc", "\xe2\xa0\xb4",
+                                            "\xe2\xa0\xa6", "\xe2\xa0\xa7", "\xe2\xa0\x87",
+                                            "\xe2\xa0\x8f" };
+        int f = (int)((long long)(ps_now() * 10) % 10);
+        x0 = put(y, 0, COLS - 1, A(P_TITLE), "%s %s (Esc cancels)  ", spin[f], busy);
+    }
     if (t->view == TUI_LATENTS)
         snprintf(right, sizeof right, " %d/%d  %s%s ", t->n_order > 0 ? t->sel + 1 : 0, t->n_order,
                  idx_sort_name(t->sort), t->desc ? "\xe2\x96\xbc" : "\xe2\x96\xb2");
     int rw = (int)strlen(right) > 2 ? (int)strlen(right) - 2 : 0;
-    int n = put(y, 0, COLS - rw - 1, t->status_err ? A(P_ERR) : A_NORMAL, "%s",
-                t->status[0] ? t->status : "? help  q back  / search  : command");
+    int n = x0 + put(y, x0, COLS - rw - 1 - x0, t->status_err ? A(P_ERR) : A_NORMAL, "%s",
+                     t->status[0] ? t->status : "? help  q back  / search  : command");
     if (rw && COLS - rw - 1 > n)
         put(y, COLS - rw - 1, rw + 1, A(P_DIM), "%s", right);
 }
@@ -500,7 +509,8 @@ static void
 preds(Tui *t, TuiRect r)
 {
     int y = r.y;
-    put(y++, r.x, r.w, A(P_TITLE), "true label: %s", t->img.label >= 0 ? cname(t, t->img.label) : "(none)");
+    put(y++, r.x, r.w, A(P_TITLE), "true label: %s", t->img.label >= 0 ? cname(t, t->img.label)
+                                               : t->src == TUI_SRC_PROBE ? "(none: probed)" : "(none)");
     for (int m = 0; m < 2 && y < r.y + r.h; m++) {
         const TuiImageSide *s = &t->is[m];
         if (!s->ok) {
@@ -522,29 +532,69 @@ preds(Tui *t, TuiRect r)
     }
 }
 
+/* The probed-images strip: one line of numbers and names, the shown one highlighted. */
+static void
+strip(Tui *t, TuiRect r)
+{
+    put(r.y, r.x, 8, A(P_DIM), "probed:");
+    int end = 8;
+    for (int k = 0; k < t->n_probed; k++) {
+        int x, w;
+        char lab[128];
+        if (tui_strip_entry(t, k, r.w, &x, &w, lab, sizeof lab))
+            continue;
+        int on = t->src == TUI_SRC_PROBE && k == t->probed;
+        put(r.y, r.x + x, w, on ? A(P_SEL) : A(P_ADAPT), "%s", lab);
+        end = x + w;
+    }
+    int x, w;
+    char lab[8];
+    if (t->n_probed > 0 && tui_strip_entry(t, 0, r.w, &x, &w, lab, sizeof lab))
+        put(r.y, r.x + 8, 2, A(P_DIM), "\xe2\x80\xa6"); /* scrolled: earlier entries hidden */
+    const char *hint = t->src == TUI_SRC_PROBE ? "  [ ] switch  p indexed  :save" :
+                                                 "  p probed images";
+    if (end + (int)strlen(hint) < r.w)
+        put(r.y, r.x + end, r.w - end, A(P_DIM), "%s", hint);
+}
+
 void
 tui_image_draw(Tui *t)
 {
     TuiLayout l;
     tui_layout(t, &l);
     TuiRect b = l.body;
-    if (t->image < 0) {
-        put(b.y + 1, 2, b.w - 4, A_NORMAL, "No image selected: Enter on a top image in the "
-                                           "Latent view, or :image N.");
+    if (l.strip.h > 0)
+        strip(t, l.strip);
+    if (!tui_image_shown(t)) {
+        put(b.y + 1 + (l.strip.h > 0), 2, b.w - 4, A_NORMAL,
+            t->src == TUI_SRC_PROBE ? "No probed image yet: :open FILE."
+                                    : "No image selected: Enter on a top image in the Latent "
+                                      "view, :image N, or :open FILE to probe your own.");
         return;
     }
-    char where[64];
-    int g = t->img.grid;
+    char where[64], head[1200], noise[48] = "";
+    int g = t->img.grid, probed = t->src == TUI_SRC_PROBE;
     if (t->px >= 0)
         snprintf(where, sizeof where, "patch (%d,%d) token %d", t->px, t->py, 1 + t->py * g + t->px);
     else
         snprintf(where, sizeof where, "image level");
-    put(b.y, 0, b.w, A(P_TITLE), "Image %lld (pos %lld)  label: %s  %s  latent %s%d  overlay: %s",
-        (long long)t->image, (long long)t->img.pos, t->img.label >= 0 ? cname(t, t->img.label) : "-",
-        where, t->ilatent >= 0 ? "" : "-", t->ilatent,
-        t->overlay == TUI_OV_MASK ? "mask" : t->overlay == TUI_OV_HEAT ? "heat" : "none");
-    int cursor = t->px >= 0 ? t->py * g + t->px : -1;
-    TuiPic main = { TUI_PIC_THUMB, t->image, 0, -1, TUI_OV_NONE, cursor, 1, 0 };
+    if (t->noise_on)
+        snprintf(noise, sizeof noise, "  noise > %g hidden", t->noise);
+    if (probed)
+        snprintf(head, sizeof head, "Probed %d/%d: %s", t->probed + 1, t->n_probed,
+                 tui_probe_name(t, t->probed, NULL));
+    else
+        snprintf(head, sizeof head, "Image %lld (pos %lld)  label: %s", (long long)t->image,
+                 (long long)t->img.pos, t->img.label >= 0 ? cname(t, t->img.label) : "-");
+    put(b.y, 0, b.w, A(P_TITLE), "%s  %s  latent %s%d  overlay: %s%s", head, where,
+        t->ilatent >= 0 ? "" : "-", t->ilatent,
+        t->overlay == TUI_OV_MASK ? "mask" : t->overlay == TUI_OV_HEAT ? "heat" : "none", noise);
+    int cursor = t->px >= 0 ? t->py * g + t->px : -1, gen = 0, side, grid;
+    if (probed)
+        tui_probe_crop(t, t->probed, &side, &grid, &gen);
+    int kind = probed ? TUI_PIC_PROBED : TUI_PIC_THUMB;
+    int64_t id = probed ? t->probed : t->image;
+    TuiPic main = { kind, id, 0, -1, TUI_OV_NONE, cursor, 1, gen };
     put(l.main_img.y - 1, l.main_img.x, l.main_img.w, A_NORMAL, "image %dx%d patches", g, g);
     draw_pic(t, l.main_img, &main);
     for (int m = 0; m < 2; m++) {
@@ -555,9 +605,9 @@ tui_image_draw(Tui *t)
         }
         put(r.y - 1, r.x, r.w, A(m ? P_ADAPT : P_BASE), "%s: latent %d", m ? "adapted" : "base",
             t->ilatent);
-        if (!t->is[m].blob)
+        if (!t->is[m].blob && !t->is[m].pr)
             put(r.y, r.x, r.w, A(P_DIM), "no patch data");
-        TuiPic ov = { TUI_PIC_THUMB, t->image, m, t->ilatent, t->overlay, cursor, 0, 0 };
+        TuiPic ov = { kind, id, m, t->ilatent, t->overlay, cursor, 0, gen };
         draw_pic(t, r, &ov);
     }
     TuiRect li = l.lists;

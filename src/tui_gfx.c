@@ -36,7 +36,8 @@
  *
  * The cache keeps rendered RGB and encoded sixel per (picture, size), least
  * recently used out first, within a byte budget; decoded thumbnails are cached
- * by image id.
+ * by image id. A probed image (TUI_PIC_PROBED) is drawn from its crop, kept
+ * in the session as RGB (tui_probe.c), with its exact patch map.
  */
 #include "tui.h"
 
@@ -433,7 +434,7 @@ thumb(Tui *t, int64_t image, char *err)
     slot->image = image;
     slot->tick = ++c->tick;
     IdxImage im;
-    if (t->image == image)
+    if (t->src == TUI_SRC_INDEX && t->image == image)
         slot->grid = t->img.grid;
     else if (idx_image(t->ix, image, &im, NULL) == PS_OK)
         slot->grid = im.grid;
@@ -456,7 +457,7 @@ patch_map(Tui *t, int64_t image, int m, int32_t s, int grid, float *out)
     int nt = 0;
     if (grid <= 0 || 1 + grid * grid > TUI_MAX_TOK || m < 0 || m > 1)
         return 0;
-    if (image == t->image) {
+    if (t->src == TUI_SRC_INDEX && image == t->image) {
         if (tui_data_map(t, m, s, map, &nt))
             return 0;
     } else if (!t->model_id[m] ||
@@ -483,9 +484,18 @@ tui_gfx_render(Tui *t, const TuiPic *p, int w, int h, uint8_t **rgb, char *err)
         *rgb = out;
         return PS_OK;
     }
-    Thumb *th = thumb(t, p->image, err);
-    int grid = th->grid;
-    if (th->im.rgb) {
+    int grid = 0, side = 0;
+    const uint8_t *crop = NULL;
+    Thumb *th = NULL;
+    if (p->kind == TUI_PIC_PROBED) {
+        crop = tui_probe_crop(t, (int)p->image, &side, &grid, NULL);
+    } else {
+        th = thumb(t, p->image, err);
+        grid = th->grid;
+    }
+    if (crop) {
+        img_resize_rgb(crop, side, side, out, w, h, IMG_BILINEAR);
+    } else if (th && th->im.rgb) {
         img_resize_rgb(th->im.rgb, th->im.w, th->im.h, out, w, h, IMG_BILINEAR);
     } else { /* no thumbnail: grey with a cross, the grid and overlay still drawn */
         memset(out, 60, (size_t)w * h * 3);
@@ -496,8 +506,17 @@ tui_gfx_render(Tui *t, const TuiPic *p, int w, int h, uint8_t **rgb, char *err)
         }
     }
     if (p->latent >= 0 && p->overlay != TUI_OV_NONE && grid > 0) {
-        float map[TUI_MAX_TOK];
-        if (patch_map(t, p->image, p->model, p->latent, grid, map)) {
+        float map[TUI_MAX_TOK], full[TUI_MAX_TOK];
+        int nt = 0, ok = 0;
+        if (p->kind == TUI_PIC_PROBED) {
+            ok = tui_probe_map(t, (int)p->image, p->model, p->latent, full, TUI_MAX_TOK, &nt) == 0 &&
+                 nt >= 1 + grid * grid;
+            if (ok)
+                memcpy(map, full + 1, (size_t)grid * grid * sizeof *map);
+        } else {
+            ok = patch_map(t, p->image, p->model, p->latent, grid, map);
+        }
+        if (ok) {
             if (p->overlay == TUI_OV_MASK)
                 tui_overlay_mask(out, w, h, map, grid);
             else
