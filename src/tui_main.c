@@ -301,6 +301,15 @@ main(int argc, char **argv)
         fprintf(stderr, "patchsae-tui: %s\n", err);
         return 1;
     }
+    for (int i = 0; i < n_images; i++) { /* a missing image is a clear error before curses */
+        FILE *f = fopen(images[i], "rb");
+        if (!f) {
+            fprintf(stderr, "patchsae-tui: %s: no such file or not readable\n", images[i]);
+            tui_close(&t);
+            return 1;
+        }
+        fclose(f);
+    }
     if (!isatty(0) || !isatty(1)) {
         fprintf(stderr, "patchsae-tui: standard input and output must be a terminal\n");
         tui_close(&t);

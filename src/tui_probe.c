@@ -103,6 +103,7 @@ typedef struct TuiProber {
     int cancelled_below;    /* results of requests below this are dropped */
     int shown_req;          /* the last request whose first result was shown */
     int save_when_done;
+    char *warning;          /* the last warning since the last request (stays on the status line) */
     Probed **img;           /* (n_img) pointers: results do not move while the view borrows them */
     int n_img;
     int pm[2];              /* the probe's model for the Tui's base and adapted side, -1 none */
@@ -283,11 +284,49 @@ shorten(const char *msg, char *out, size_t n)
     out[j] = 0;
 }
 
+/*
+ * A weights mismatch from probe.c ("[warning: ]WHAT FILE has sha256 A (N bytes)
+ * but the index was built from sha256 B (N bytes); refusing ..." or "; going
+ * on ...") made to fit a status line of cols columns: "refused (--force probes
+ * anyway): WHAT FILE has sha256 A..., the index B...", with the file's base
+ * name, or no file, when the path does not fit (the full text goes to stderr).
+ * 0 if msg is not one.
+ */
+static int
+compact_mismatch(const char *msg, int cols, char *out, size_t n)
+{
+    const char *has = strstr(msg, " has sha256 "), *from = strstr(msg, "from sha256 ");
+    if (!has || !from || from < has)
+        return 0;
+    const char *what = msg + (strncmp(msg, "warning: ", 9) ? 0 : 9);
+    const char *a = has + 12, *b = from + 12;
+    const char *head = strstr(msg, "going on") ? "warning (--force, results differ from the index)"
+                                               : "refused (--force probes anyway)";
+    const char *sp = memchr(what, ' ', (size_t)(has - what)), *base = sp ? sp + 1 : what;
+    for (const char *q = base; q < has; q++)
+        if (*q == '/')
+            base = q + 1;
+    int kind = sp ? (int)(sp - what) : (int)(has - what);
+    for (int pass = 0; pass < 3; pass++) {
+        /* the whole path, its last component, no file */
+        const char *f = pass == 0 ? (sp ? sp + 1 : has) : pass == 1 ? base : has;
+        snprintf(out, n, "%s: %.*s%s%.*s has sha256 %.12s\xe2\x80\xa6, the index %.12s\xe2\x80\xa6",
+                 head, kind, what, f < has ? " " : "", (int)(has - f), f, a, b);
+        int len = 0;
+        for (const char *q = out; *q; q++)
+            len += ((unsigned char)*q & 0xC0) != 0x80;
+        if (len < cols)
+            break;
+    }
+    return 1;
+}
+
 static void
 show_msg(Tui *t, TuiProber *P, int err, const char *msg)
 {
     char s[sizeof t->status];
-    shorten(msg, s, sizeof s);
+    if (!compact_mismatch(msg, t->cols, s, sizeof s))
+        shorten(msg, s, sizeof s);
     tui_status(t, err, "%s", s);
     if (P->echo)
         fprintf(stderr, "patchsae-tui: %s\n", msg);
@@ -382,6 +421,8 @@ tui_probe_open(Tui *t, const char *const *files, int n)
     TuiProber *P = prober(t);
     char err[PS_ERRLEN] = "";
     int req = ++P->req, queued = 0, shown = 0, bad = 0;
+    free(P->warning);
+    P->warning = NULL;
     t->probe_req = ps_now();
     for (int i = 0; i < n; i++) {
         glob_t g;
@@ -495,6 +536,12 @@ tui_probe_poll(Tui *t, int wait)
         P->msgs = NULL;
         P->n_msgs = 0;
         pthread_mutex_unlock(&P->mu);
+        int failed = 0;
+        for (int i = 0; i < n_msgs; i++) { /* warnings first: errors below take the line */
+            show_msg(t, P, 1, msgs[i]);
+            free(P->warning);
+            P->warning = xstrdup(msgs[i]);
+        }
         for (int i = 0; i < n_out; i++) {
             Done *d = &out[i];
             changed = 1;
@@ -504,6 +551,7 @@ tui_probe_poll(Tui *t, int wait)
             }
             if (d->rc) {
                 show_msg(t, P, 1, d->err);
+                failed = 1;
                 if (d->open_failed)
                     P->save_when_done = 0;
                 continue;
@@ -527,10 +575,14 @@ tui_probe_poll(Tui *t, int wait)
             }
         }
         free(out);
-        for (int i = 0; i < n_msgs; i++) { /* warnings last: they stay on the status line */
-            show_msg(t, P, 1, msgs[i]);
-            free(msgs[i]);
+        if (P->warning && !failed && n_out > 0) { /* a warning outlives the "probed" message */
+            int echo = P->echo;
+            P->echo = 0;
+            show_msg(t, P, 1, P->warning);
+            P->echo = echo;
         }
+        for (int i = 0; i < n_msgs; i++)
+            free(msgs[i]);
         free(msgs);
         if (!P->running && P->n_queue > 0) {
             start(P);
@@ -752,6 +804,7 @@ tui_probe_free(Tui *t)
     free(P->msgs);
     free(P->queue);
     free(P->run);
+    free(P->warning);
     for (int k = 0; k < P->n_img; k++) {
         probe_result_free(&P->img[k]->r);
         free(P->img[k]);
