@@ -186,13 +186,14 @@ main(int argc, char **argv)
     double t_start = ps_now();
     const char *path = "db/demo.db", *trace_path = NULL;
     int forced = -1, probe_only = 0, in_images = 0, save = 0, path_set = 0;
-    const char **images = calloc((size_t)argc, sizeof *images);
+    /* --image files are collected in argv itself, over arguments already read
+     * (image k goes to argv[k] while argument i > k is read, as getopt permutes
+     * argv): nothing to allocate, nothing to free on the early returns */
+    const char **images = (const char **)argv;
     int n_images = 0;
     float noise = 0;
     ProbeOptions po;
     probe_options_init(&po);
-    if (!images)
-        return 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         /* options that take a value: --opt V or --opt=V */
@@ -459,6 +460,5 @@ main(int argc, char **argv)
     if (tty >= 0)
         close(tty);
     tui_close(&t);
-    free(images);
     return 0;
 }
