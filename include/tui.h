@@ -70,6 +70,15 @@ enum { TUI_MOUSE_PRESS, TUI_MOUSE_DOUBLE, TUI_MOUSE_WHEEL_UP, TUI_MOUSE_WHEEL_DO
 #define TUI_HIST_BINS 24
 #define TUI_NOISE 0.1f       /* the PatchSAE demo's noise threshold (base mean activation) */
 
+#define TUI_MAX_DS 16        /* datasets the explorer can switch between (:dataset, t) */
+
+/* A dataset of the index that has statistics (or, without any, the first dataset). */
+typedef struct TuiDataset {
+    int64_t id;
+    char name[IDX_NAMELEN];
+    int64_t n_images;
+} TuiDataset;
+
 /* A rectangle of cells. */
 typedef struct TuiRect {
     int y, x, h, w;
@@ -201,7 +210,10 @@ typedef struct Tui {
     int64_t model_id[2];       /* base and adapted model ids (0 = none) */
     char model_name[2][IDX_NAMELEN];
     int64_t sae_id;            /* 0 = none */
-    int64_t dataset_id;
+    int64_t dataset_id;        /* the shown dataset: every view reads its statsets */
+    char dataset_name[IDX_NAMELEN];
+    TuiDataset ds[TUI_MAX_DS]; /* datasets to switch between, in statset order */
+    int n_ds;
     char **classes;            /* class names (n_classes) */
     int n_classes;
     int64_t n_images;
@@ -328,6 +340,14 @@ void tui_refilter(Tui *t);
 int tui_select_latent(Tui *t, int32_t s);
 /* Search: next (dir 1) or previous (-1) row matching t->search from the selection; 0 if found. */
 int tui_search_next(Tui *t, int dir);
+/*
+ * Shows dataset ds[k] (`:dataset NAME|N`, key t): reloads the statsets of
+ * both models over it, the classes and the tables, and reopens the Latent and
+ * Class views on the same latent / class. 0 on success; errors to the status line.
+ */
+int tui_set_dataset(Tui *t, int k);
+/* Index into ds[] of a dataset given by name, unique prefix or number (1-based); -1 if none. */
+int tui_find_dataset(const Tui *t, const char *name);
 /* Opens views on an object (loads data; errors to the status line). */
 int tui_open_latent(Tui *t, int32_t latent);
 int tui_open_image(Tui *t, int64_t image, int32_t latent);
@@ -371,7 +391,13 @@ void tui_pic_pixels(const Tui *t, TuiRect r, int *pw, int *ph);
 
 /* ---- tui_data.c: loading through idx.h ---- */
 
-int tui_data_load(Tui *t, int async, char *err); /* statsets, classes, latents tables */
+/*
+ * Statsets, classes, latents tables of dataset t->dataset_id (0: the first
+ * base statset's); fills t->ds with every dataset that has statistics.
+ */
+int tui_data_load(Tui *t, int async, char *err);
+/* Frees what tui_data_load read (tables, classes, Class view data); keeps the Image view's. */
+void tui_data_unload(Tui *t);
 /* Takes the background load's result when it is done (wait: block until it is); 1 if taken. */
 int tui_data_poll(Tui *t, int wait);
 int tui_data_latent(Tui *t, int32_t latent, char *err);

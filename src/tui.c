@@ -457,6 +457,8 @@ tui_search_next(Tui *t, int dir)
     return rc;
 }
 
+static int parse_int(const char *s, long long *v);
+
 /* ------------------------------------------------------------- views */
 
 void
@@ -530,6 +532,71 @@ tui_open_image(Tui *t, int64_t image, int32_t latent)
         t->ilatent = t->items[0].latent;
     }
     t->full_redraw = 1;
+    return 0;
+}
+
+int
+tui_find_dataset(const Tui *t, const char *name)
+{
+    long long v;
+    if (parse_int(name, &v) == 0 && v >= 1 && v <= t->n_ds)
+        return (int)v - 1;
+    for (int i = 0; i < t->n_ds; i++)
+        if (!strcmp(t->ds[i].name, name))
+            return i;
+    int hit = -1, n = 0;
+    for (int i = 0; i < t->n_ds; i++) /* unique prefix */
+        if (name[0] && !strncasecmp(t->ds[i].name, name, strlen(name)))
+            hit = i, n++;
+    return n == 1 ? hit : -1;
+}
+
+int
+tui_set_dataset(Tui *t, int k)
+{
+    char err[PS_ERRLEN];
+    if (k < 0 || k >= t->n_ds) {
+        tui_status(t, 1, "no such dataset (%d in this index)", t->n_ds);
+        return -1;
+    }
+    if (t->loading)
+        tui_data_poll(t, 1);
+    int32_t keep = t->n_order && t->st[t->model].present
+                       ? cur_stats(t)->rows[t->order[t->sel]].latent : -1;
+    int cls = t->cls, latent = t->latent;
+    tui_data_unload(t);
+    memset(t->st, 0, sizeof t->st);
+    memset(t->model_id, 0, sizeof t->model_id);
+    memset(t->model_name, 0, sizeof t->model_name);
+    t->sae_id = 0;
+    t->n_images = 0;
+    t->dataset_id = t->ds[k].id;
+    free(t->sorted); /* new rows: the sort cache is stale */
+    t->sorted = NULL;
+    t->sorted_rows = NULL;
+    int rc = tui_data_load(t, 0, err);
+    if (t->filter_class >= t->n_classes)
+        t->filter_class = -1;
+    tui_refilter(t);
+    if (keep >= 0)
+        tui_select_latent(t, keep);
+    clamp_sel(t);
+    memset(t->ls, 0, sizeof t->ls);
+    t->latent = -1;
+    t->cls = -1;
+    if (rc) {
+        tui_status(t, 1, "%s", err);
+        return -1;
+    }
+    if (latent >= 0 && t->st[0].present)
+        tui_open_latent(t, latent);
+    if (cls >= 0 && t->n_classes > 0)
+        tui_open_class(t, cls < t->n_classes ? cls : 0);
+    if (t->src == TUI_SRC_INDEX && t->image >= 0 && tui_image_shown(t))
+        tui_data_items(t); /* the noise filter reads this dataset's statistics */
+    t->full_redraw = 1;
+    tui_status(t, 0, "dataset %d/%d: %s (%lld images)%s", k + 1, t->n_ds, t->dataset_name,
+               (long long)t->n_images, t->st[1].present ? ", base and adapted" : "");
     return 0;
 }
 
@@ -1045,6 +1112,23 @@ tui_command(Tui *t, const char *line)
         tui_goto(t, TUI_CLASS, 1);
         return 0;
     }
+    if (!strcmp(cmd, "dataset") || !strcmp(cmd, "ds")) {
+        if (!arg[0]) {
+            char b[400] = "";
+            size_t o = 0;
+            for (int i = 0; i < t->n_ds && o < sizeof b; i++)
+                o += (size_t)snprintf(b + o, sizeof b - o, "%s%d %s%s", i ? ", " : "", i + 1,
+                                      t->ds[i].name, t->ds[i].id == t->dataset_id ? " (shown)" : "");
+            tui_status(t, 0, "datasets: %s", t->n_ds ? b : "none");
+            return 0;
+        }
+        int k = tui_find_dataset(t, arg);
+        if (k < 0) {
+            tui_status(t, 1, "no dataset \"%s\" (:dataset lists them)", arg);
+            return -1;
+        }
+        return tui_set_dataset(t, k);
+    }
     if (!strcmp(cmd, "sort")) {
         char *dir = arg;
         while (*dir && *dir != ' ')
@@ -1374,6 +1458,17 @@ tui_key(Tui *t, int key)
     case 'N':
         tui_search_next(t, key == 'n' ? 1 : -1);
         return 1;
+    case 't': {
+        if (t->n_ds < 2) {
+            tui_status(t, 1, "this index has statistics for one dataset only");
+            return 1;
+        }
+        int k = 0;
+        while (k < t->n_ds && t->ds[k].id != t->dataset_id)
+            k++;
+        tui_set_dataset(t, (k + 1) % t->n_ds);
+        return 1;
+    }
     case 'm':
         t->overlay = (t->overlay + 1) % 3;
         tui_status(t, 0, "overlay: %s", t->overlay == TUI_OV_MASK ? "mask (inactive patches darkened)"

@@ -2,10 +2,12 @@
 /*
  * tui_data.c - what the explorer reads from the index, through idx.h only:
  * the statistics sets of the base and the adapted model (the first base
- * statset, and the adapted one over the same dataset and SAE), the class
- * names, the whole latents table of each model (kept in memory so that sort,
- * filter and search never touch SQLite: 49,152 rows are ~2.5 MB), and the
- * data behind the Latent, Image and Class views, loaded when a view opens.
+ * statset of the shown dataset, and the adapted one over the same dataset
+ * and SAE), the class names, the whole latents table of each model (kept
+ * in memory so that sort, filter and search never touch SQLite: 49,152 rows
+ * are ~2.5 MB), and the data behind the Latent, Image and Class views, loaded when a view opens.
+ * Everything but the Image view (an image is an image, whatever the dataset)
+ * follows one dataset, t->dataset_id: `:dataset` unloads and loads again.
  *
  * The Image view's latent lists follow the PatchSAE demo (reference §7.3):
  * the top 5 latents of each model, at image level and at the selected patch,
@@ -88,7 +90,7 @@ free_class(Tui *t)
 }
 
 void
-tui_data_free(Tui *t)
+tui_data_unload(Tui *t)
 {
     if (t->loader) { /* let the thread finish, then drop its tables */
         pthread_join(t->loader->th, NULL);
@@ -110,8 +112,14 @@ tui_data_free(Tui *t)
     free(t->classes);
     t->classes = NULL;
     t->n_classes = 0;
-    tui_data_image_clear(t);
     free_class(t);
+}
+
+void
+tui_data_free(Tui *t)
+{
+    tui_data_unload(t);
+    tui_data_image_clear(t);
 }
 
 /* ---- latents tables: read with idx_select (exact values, no joins) ---- */
@@ -376,6 +384,7 @@ dataset_row(void *ctx, int ncol, const char *const *names, const char *const *v)
         t->dataset_id = strtoll(v[0], NULL, 10);
         t->n_images = v[1] ? strtoll(v[1], NULL, 10) : 0;
         t->n_classes = v[2] ? (int)strtol(v[2], NULL, 10) : 0;
+        snprintf(t->dataset_name, sizeof t->dataset_name, "%s", ncol >= 4 && v[3] ? v[3] : "");
     }
     return 1;
 }
@@ -397,11 +406,24 @@ tui_data_load(Tui *t, int async, char *err)
     if (rc)
         return rc;
     int b = -1, a = -1;
-    for (int i = 0; i < n && b < 0; i++)
-        if (!strcmp(ss[i].kind, "base"))
-            b = i;
-    if (b < 0 && n > 0)
-        b = 0;
+    t->n_ds = 0;
+    for (int i = 0; i < n; i++) { /* the datasets with statistics, in statset order */
+        int k = 0;
+        while (k < t->n_ds && t->ds[k].id != ss[i].dataset_id)
+            k++;
+        if (k == t->n_ds && k < TUI_MAX_DS) {
+            t->ds[k].id = ss[i].dataset_id;
+            snprintf(t->ds[k].name, sizeof t->ds[k].name, "%s", ss[i].dataset);
+            t->ds[k].n_images = ss[i].n_images;
+            t->n_ds++;
+        }
+    }
+    /* the base statset of the wanted dataset (any dataset if it has none), else any statset */
+    for (int pass = 0; pass < 4 && b < 0; pass++)
+        for (int i = 0; i < n && b < 0; i++)
+            if ((pass & 1 || !strcmp(ss[i].kind, "base")) &&
+                (pass >= 2 || !t->dataset_id || ss[i].dataset_id == t->dataset_id))
+                b = i;
     for (int i = 0; i < n && b >= 0 && a < 0; i++)
         if (i != b && !strcmp(ss[i].kind, "adapted") && ss[i].dataset_id == ss[b].dataset_id &&
             ss[i].sae_id == ss[b].sae_id)
@@ -414,6 +436,7 @@ tui_data_load(Tui *t, int async, char *err)
         t->dataset_id = ss[b].dataset_id;
         t->n_images = ss[b].n_images;
         t->n_classes = ss[b].n_classes;
+        snprintf(t->dataset_name, sizeof t->dataset_name, "%s", ss[b].dataset);
     }
     if (a >= 0) {
         t->st[1].ss = ss[a];
@@ -439,8 +462,14 @@ tui_data_load(Tui *t, int async, char *err)
         IdxSae sae;
         if (idx_find_sae(t->ix, NULL, &sae, NULL) == PS_OK)
             t->sae_id = sae.id;
-        idx_select(t->ix, "SELECT id, n_images, n_classes FROM datasets ORDER BY id LIMIT 1",
+        idx_select(t->ix, "SELECT id, n_images, n_classes, name FROM datasets ORDER BY id LIMIT 1",
                    dataset_row, t, NULL);
+        if (t->dataset_id) {
+            t->ds[0].id = t->dataset_id;
+            snprintf(t->ds[0].name, sizeof t->ds[0].name, "%s", t->dataset_name);
+            t->ds[0].n_images = t->n_images;
+            t->n_ds = 1;
+        }
     }
     if (t->dataset_id) {
         char sql[160];

@@ -245,15 +245,24 @@ draw_tabs(Tui *t)
         snprintf(b, sizeof b, " %d %s ", v + 1, tui_view_name((TuiView)v));
         x += put(0, x, COLS - x, A(v == (int)t->view ? P_TABON : P_TAB), "%s", b);
     }
-    char right[256];
-    snprintf(right, sizeof right, " %s%s%s  %s ",
-             t->model ? "adapted" : "base",
-             t->model_name[t->model][0] ? ": " : "", t->model_name[t->model],
-             t->view == TUI_HELP ? "[help]" : t->gfx == TUI_GFX_SIXEL ? "sixel"
-                                           : t->gfx == TUI_GFX_BLOCKS ? "blocks" : "text");
-    int w = (int)strlen(right);
-    if (COLS - w > x + 1)
-        put(0, COLS - w, w, A(P_TAB), "%s", right);
+    char right[400];
+    const char *gfx = t->view == TUI_HELP ? "[help]" : t->gfx == TUI_GFX_SIXEL ? "sixel"
+                                         : t->gfx == TUI_GFX_BLOCKS ? "blocks" : "text";
+    /* the dataset first: it is what a narrow bar keeps longest */
+    for (int full = 1; full >= 0; full--) {
+        if (full)
+            snprintf(right, sizeof right, " %s%s%s%s%s  %s ", t->dataset_name,
+                     t->dataset_name[0] ? "  " : "", t->model ? "adapted" : "base",
+                     t->model_name[t->model][0] ? ": " : "", t->model_name[t->model], gfx);
+        else
+            snprintf(right, sizeof right, " %s  %s ", t->dataset_name,
+                     t->model ? "adapted" : "base");
+        int w = (int)strlen(right);
+        if (COLS - w > x + 1) {
+            put(0, COLS - w, w, A(P_TAB), "%s", right);
+            break;
+        }
+    }
 }
 
 static void
@@ -810,6 +819,7 @@ const char *const tui_help_lines[] = {
     "n  N\tnext / previous match of the last search",
     "m\toverlay: mask (inactive patches darkened) -> heatmap -> none",
     "b\tswitch base / adapted model",
+    "t\tnext dataset (:dataset NAME|N; the top bar names the one shown)",
     "f\tnoise filter (PatchSAE demo): hide latents with base mean activation > 0.1 (:noise T)",
     "Ctrl-L\tredraw the screen and re-send the pictures",
     "Esc\tclose the prompt; cancel a probe in progress; back",
@@ -861,6 +871,7 @@ const char *const tui_help_lines[] = {
     ":filter TERM...\tdead dense annotated class=NAME freq>X freq<X mean>X mean<X entropy>X "
     "entropy<X clear",
     ":annotate NAME [-- NOTE]\tname the selected latent (:annotate - removes it)",
+    ":dataset [NAME|N]\tshow dataset NAME or number N in every view (none: list them)",
     ":model base|adapted\tswitch model",
     ":overlay mask|heat|none\tset the overlay",
     ":graphics sixel|blocks|none\tswitch picture mode",

@@ -143,10 +143,10 @@ check_for "m cycles the overlay" "overlay: heatmap"
 $T resize-window -t s -x 120 -y 90
 keys '?'
 check_for "help" "Everywhere"
-for k in 'q ' 'Q ' '? ' 'Tab  Shift-Tab' '1 2 3 4 5' ': ' '/ ' 'n  N' 'm ' 'b ' 'Ctrl-L' 'Esc' \
+for k in 'q ' 'Q ' '? ' 'Tab  Shift-Tab' '1 2 3 4 5' ': ' '/ ' 'n  N' 'm ' 'b ' 't ' 'Ctrl-L' 'Esc' \
          'j k  Down Up' 'PgUp PgDn' 'g G  Home End' 'Enter' 'mouse' 's ' 'r ' 'd ' 'D ' 'a ' \
          'c ' 'h j k l  arrows' '[ ]' 'x  Backspace' 'J K' ':latent N' ':image N' ':class NAME' \
-         ':sort KEY' ':filter' ':annotate' ':model' ':overlay' ':graphics' ':search'; do
+         ':sort KEY' ':filter' ':annotate' ':dataset' ':model' ':overlay' ':graphics' ':search'; do
     if screen | grep -qF -- "  $k"; then ok; else bad "help lists \"$k\"" show; fi
 done
 keys q
