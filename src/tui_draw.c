@@ -583,8 +583,8 @@ tui_image_draw(Tui *t)
     }
     char where[64], head[1200], noise[48] = "";
     int g = t->img.grid, probed = t->src == TUI_SRC_PROBE;
-    if (t->px >= 0)
-        snprintf(where, sizeof where, "patch (%d,%d) token %d", t->px, t->py, 1 + t->py * g + t->px);
+    if (t->px >= 0) /* (row,col), as `patchsae query --patch R,C` takes it */
+        snprintf(where, sizeof where, "patch (%d,%d) token %d", t->py, t->px, 1 + t->py * g + t->px);
     else
         snprintf(where, sizeof where, "image level");
     if (t->noise_on)
@@ -625,7 +625,7 @@ tui_image_draw(Tui *t)
     item_list(t, a, 0, "image-level top latents");
     if (t->px >= 0) {
         char title[96];
-        snprintf(title, sizeof title, "patch (%d,%d) top latents", t->px, t->py);
+        snprintf(title, sizeof title, "patch (%d,%d) top latents", t->py, t->px);
         item_list(t, p, 1, title);
     } else {
         put(p.y, p.x, p.w, A(P_TITLE), "patch top latents");

@@ -97,8 +97,8 @@ check_for "patch cursor appears in the middle" "patch (7,7) token 106"
 keys l j
 check_for "patch cursor moves right and down" "patch (8,8) token 121"
 keys Left Up Up
-check_for "arrows move it" "patch (7,6) token 92"
-check_for "patch lists" "patch (7,6) top latents"
+check_for "arrows move it (row,col)" "patch (6,7) token 92"
+check_for "patch lists" "patch (6,7) top latents"
 keys x
 check_for "cursor off" "image level"
 # a mouse click (X10 encoding) on the first cell of the main picture selects patch (0,0)
