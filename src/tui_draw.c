@@ -421,9 +421,24 @@ latent_side(Tui *t, const TuiLayout *l, int side, int stats_y)
     if (stats_y < 0)
         return;
     int y = stats_y, w = g.w;
+    /* every label that fits between the grid and the histogram (3 rows at least, the
+     * layout keeps them; the same on both sides so the histograms line up); a cut
+     * list says how many it leaves out */
+    int want = MAX(3, MAX(t->ls[0].n_labels, t->ls[1].n_labels));
+    int rows = MIN(want, MAX(3, l->body.y + l->body.h - stats_y - 4));
+    int shown = ls->n_labels <= rows ? ls->n_labels : rows - 1;
     put(y++, g.x, w, A(P_TITLE), "labels of the top %d images", ls->n_top);
-    for (int i = 0; i < 3; i++, y++) {
-        if (i >= ls->n_labels)
+    for (int i = 0; i < rows; i++, y++) {
+        if (i == shown && i < ls->n_labels) {
+            char more[256];
+            size_t o = (size_t)snprintf(more, sizeof more, "+%d more:", ls->n_labels - shown);
+            for (int k = shown; k < ls->n_labels && o < sizeof more; k++)
+                o += (size_t)snprintf(more + o, sizeof more - o, " %s %d%s",
+                                      cname(t, ls->labels[k].cls), ls->labels[k].n,
+                                      k + 1 < ls->n_labels ? "," : "");
+            put(y, g.x, w, A(P_DIM), "%s", more);
+        }
+        if (i >= shown)
             continue;
         int nw = MIN(16, w / 3);
         put(y, g.x, nw, A_NORMAL, "%s", cname(t, ls->labels[i].cls));
