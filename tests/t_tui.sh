@@ -25,6 +25,17 @@ wait_for() {
     done
 }
 check_for() { if wait_for "$2" "${3:-5}"; then ok; else bad "$1 (no \"$2\")" show; fi; }
+# wait_until SECONDS 'SHELL TEST': polls the test (eval'd, so it may call the functions
+# here) until it holds; 0 then, 1 after SECONDS. A screen is drawn in several writes:
+# a check of its content right after the text that announces it can read half of it
+# on a loaded machine, so every check of the screen's content polls.
+wait_until() {
+    n=0; lim=$(( $1 * 10 ))
+    until eval "$2"; do
+        n=$((n + 1)); [ $n -gt $lim ] && return 1; sleep 0.1
+    done
+}
+check_until() { if wait_until 5 "$2"; then ok; else bad "$1" show; fi; }
 check_not() { if screen | grep -qF -- "$2"; then bad "$1 (\"$2\" shown)" show; else ok; fi; }
 # start ARGS...: a fresh session of 100x32 running the explorer
 N_SESS=0
@@ -66,10 +77,10 @@ sorted() { # $1 = column number
     screen | sed -n '3,30p' | awk -v c="$1" 'NF >= 4 { v = $c + 0; if (n++ && v > p + 1e-12) bad = 1; p = v }
                                                 END { exit bad || n < 10 }'
 }
-if sorted 2; then ok; else bad "table sorted by freq" show; fi
+check_until "table sorted by freq" 'sorted 2'
 keys s
 check_for "sort key s" "mean▼"
-if sorted 3; then ok; else bad "table sorted by mean" show; fi
+check_until "table sorted by mean" 'sorted 3'
 keys r
 check_for "reverse sort" "mean▲"
 keys : 'sort freq' Enter
@@ -80,10 +91,16 @@ keys / 'class 7' Enter
 check_for "search status" "/class 7"
 keys Enter
 check_for "Latent view" "labels of the top"
-if screen | grep -A1 'labels of the top' | sed -n 2p | grep -q '^class 7 '; then ok; else
-    bad "search found a latent of class 7" show; fi
+check_until "search found a latent of class 7" \
+    "screen | grep -A1 'labels of the top' | sed -n 2p | grep -q '^class 7 '"
 check_for "base and adapted side by side" "adapted (adapted)"
 check_for "histogram" "patch activations in the top images"
+$T resize-window -t s -x 100 -y 17
+check_for "a cut label list says what it leaves out" "more: class "
+$T resize-window -t s -x 100 -y 32
+check_for "top bar names the dataset" "synthetic  base: base"
+keys t
+check_for "t with one dataset says so" "statistics for one dataset only"
 
 # ---- Image view: patch cursor, lists, predictions
 keys Enter
@@ -147,7 +164,7 @@ for k in 'q ' 'Q ' '? ' 'Tab  Shift-Tab' '1 2 3 4 5' ': ' '/ ' 'n  N' 'm ' 'b ' 
          'j k  Down Up' 'PgUp PgDn' 'g G  Home End' 'Enter' 'mouse' 's ' 'r ' 'd ' 'D ' 'a ' \
          'c ' 'h j k l  arrows' '[ ]' 'x  Backspace' 'J K' ':latent N' ':image N' ':class NAME' \
          ':sort KEY' ':filter' ':annotate' ':dataset' ':model' ':overlay' ':graphics' ':search'; do
-    if screen | grep -qF -- "  $k"; then ok; else bad "help lists \"$k\"" show; fi
+    check_until "help lists \"$k\"" 'screen | grep -qF -- "  $k"'
 done
 keys q
 $T resize-window -t s -x 100 -y 32

@@ -26,6 +26,15 @@ wait_for() {
     done
 }
 check_for() { if wait_for "$2" "${3:-5}"; then ok; else bad "$1 (no \"$2\")" show; fi; }
+# wait_until SECONDS 'SHELL TEST': polls the eval'd test until it holds (a screen is drawn
+# in several writes: its content is polled, never read once after a fixed sleep)
+wait_until() {
+    n=0; lim=$(( $1 * 10 ))
+    until eval "$2"; do
+        n=$((n + 1)); [ $n -gt $lim ] && return 1; sleep 0.1
+    done
+}
+check_until() { if wait_until 5 "$2"; then ok; else bad "$1" show; fi; }
 N_SESS=0
 start() {
     $T kill-server 2>/dev/null
@@ -69,12 +78,10 @@ check_for "image-level lists" "image-level top latents"
 keys l
 check_for "patch cursor" "patch (2,2) token 11"
 check_for "patch lists" "patch (2,2) top latents"
-before=$(patch_list); changed=0
-for k in l j h h; do
-    keys $k; sleep 0.3
-    [ "$(patch_list)" != "$before" ] && changed=1
-done
-if [ $changed = 1 ]; then ok; else bad "moving the patch cursor changes the patch list" show; fi
+before=$(patch_list)
+keys l j h h
+check_for "the cursor moved" "patch (3,1) top latents"
+check_until "moving the patch cursor changes the patch list" '[ "$(patch_list)" != "$before" ]'
 keys f
 check_for "f: noise filter on" "noise > 0.1 hidden"
 keys f
@@ -113,7 +120,7 @@ $T resize-window -t s -x 120 -y 90
 keys '?'
 check_for "help" "Everywhere"
 for k in 'f ' 'p ' '[ ]' ':open FILE' ':save' ':noise'; do
-    if screen | grep -qF -- "  $k"; then ok; else bad "help lists \"$k\"" show; fi
+    check_until "help lists \"$k\"" 'screen | grep -qF -- "  $k"'
 done
 keys Q
 check_for "Q quits with status 0" "EXIT=0"
@@ -123,8 +130,8 @@ cp "$X/sae.safetensors" "$X/changed.safetensors"
 printf 'X' | dd of="$X/changed.safetensors" bs=1 seek=$(( $(wc -c < "$X/changed.safetensors") - 1 )) conv=notrunc 2>/dev/null
 start "$A" --sae "$X/changed.safetensors" --image "$X/ds/cat/img_port.png"
 check_for "a changed SAE is refused" "refused (--force probes anyway): SAE"
-if screen | grep -q 'sha256 [0-9a-f]\{12\}…, the index [0-9a-f]\{12\}…'; then ok; else
-    bad "both digests on the status line" show; fi
+check_until "both digests on the status line" \
+    "screen | grep -q 'sha256 [0-9a-f]\\{12\\}…, the index [0-9a-f]\\{12\\}…'"
 keys Q
 start "$A" --force --sae "$X/changed.safetensors" --image "$X/ds/cat/img_port.png"
 check_for "--force probes it" "Probed 1/1: img_port.png"
