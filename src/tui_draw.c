@@ -685,6 +685,24 @@ tui_class_draw(Tui *t)
     }
     put(y++, d.x, d.w, A_NORMAL, "accuracy: base %s   adapted %s", acc[0], acc[1]);
     y++;
+    /* the masking table (its k values) keeps its rows; the top-latents lists give up theirs */
+    int ks[32], nk = 0;
+    for (int m = 0; m < 2; m++)
+        for (int i = 0; i < t->cs[m].n_evals; i++) {
+            const IdxEval *e = &t->cs[m].evals[i];
+            if (strcmp(e->mode, "off") && strcmp(e->mode, "on"))
+                continue;
+            int j = 0;
+            while (j < nk && ks[j] < e->k)
+                j++;
+            if ((j < nk && ks[j] == e->k) || nk == (int)LEN(ks))
+                continue;
+            memmove(ks + j + 1, ks + j, (size_t)(nk - j) * sizeof ks[0]);
+            ks[j] = e->k;
+            nk++;
+        }
+    int rest = d.y + d.h - y - (t->st[1].present ? 5 : 0) - (nk ? 2 + nk : 1);
+    int ntop = MAX(3, MIN(10, rest - 3));
     int colw = d.w / 2;
     for (int m = 0; m < 2; m++) {
         int x = d.x + m * colw, yy = y;
@@ -694,13 +712,13 @@ tui_class_draw(Tui *t)
         put(yy++, x, colw - 1, A(P_DIM), "rank  latent   tokens annotation");
         if (!c->ok || c->n_top == 0)
             put(yy, x, colw - 1, A(P_DIM), "%s", c->ok ? "no class counts" : "no adapted model");
-        for (int i = 0; i < c->n_top && i < 10; i++, yy++) {
+        for (int i = 0; i < c->n_top && i < ntop; i++, yy++) {
             int sel = c->top[i].latent == t->latent && (m == (t->model && t->cs[1].ok));
             put(yy, x, colw - 1, sel ? A(P_SEL) : A_NORMAL, "%3d %7d %8lld %s", c->top[i].rank,
                 c->top[i].latent, (long long)c->top[i].n_tokens, c->top[i].name);
         }
     }
-    y += 13;
+    y += ntop + 3;
     if (y < d.y + d.h && t->st[1].present) {
         int cnt[3] = { 0, 0, 0 };
         static const char *const gn[3] = { "high", "high_low", "low_high" };
@@ -721,31 +739,46 @@ tui_class_draw(Tui *t)
             put(y - 3, d.x, d.w, A(P_DIM), "no remapping groups (run `patchsae diff`)");
         y++;
     }
-    /* the top-k masking curve */
+    /* the top-k masking curve: one row per k, on and off of both models side by side */
     if (y >= d.y + d.h)
         return;
-    const TuiClassSide *c0 = &t->cs[0];
-    int any = 0;
-    for (int m = 0; m < 2; m++)
-        for (int i = 0; i < t->cs[m].n_evals; i++)
-            any |= !strcmp(t->cs[m].evals[i].mode, "off") || !strcmp(t->cs[m].evals[i].mode, "on");
-    if (!any) {
-        put(y, d.x, d.w, A(P_DIM), "no masking results (run `patchsae eval`)");
+    if (!nk) {
+        put(y, d.x, d.w, A(P_DIM), "no masking results for this dataset (run `patchsae eval`)");
         return;
     }
     put(y++, d.x, d.w, A(P_TITLE), "top-k masking%s: accuracy with only (on) / without (off) the "
-                                   "top-k latents", c0->evals_all ? " (all classes)" : "");
-    for (int m = 0; m < 2 && y < d.y + d.h; m++) {
-        const TuiClassSide *c = &t->cs[m];
-        for (int i = 0; i < c->n_evals && y < d.y + d.h; i++) {
-            const IdxEval *e = &c->evals[i];
-            if (strcmp(e->mode, "off") && strcmp(e->mode, "on"))
-                continue;
-            int w = d.w - 30;
-            put(y, d.x, 30, A_NORMAL, "%-7s %-3s k=%-5d %5.1f%%", m ? "adapted" : "base", e->mode,
-                e->k, e->accuracy);
-            bar(y++, d.x + 30, w, e->accuracy / 100, A(m ? P_ADAPT : P_BASE));
+                                   "top-k latents", t->cs[0].evals_all || t->cs[1].evals_all
+                                                        ? " (all classes)" : "");
+    static const char *const modes[2] = { "on", "off" };
+    int cx[5] = { 0, 8, 19, 30, 43 };
+    put(y, d.x + cx[0], d.w, A(P_DIM), "%6s", "k");
+    for (int m = 0; m < 2; m++)
+        for (int o = 0; o < 2; o++) {
+            char h[16];
+            snprintf(h, sizeof h, "%s %s", m ? "adapted" : "base", modes[o]);
+            put(y, d.x + cx[1 + 2 * m + o], d.w - cx[1 + 2 * m + o], A(m ? P_ADAPT : P_BASE),
+                "%*s", m ? 11 : 8, h);
         }
+    y++;
+    for (int j = 0; j < nk; j++, y++) {
+        if (y >= d.y + d.h - 1 && j < nk - 1) { /* the last row left: say what is cut */
+            put(y, d.x, d.w, A(P_DIM), "+%d more k (k = %d .. %d): a taller terminal shows them",
+                nk - j, ks[j], ks[nk - 1]);
+            break;
+        }
+        put(y, d.x + cx[0], 7, A_NORMAL, "%6d", ks[j]);
+        for (int m = 0; m < 2; m++)
+            for (int o = 0; o < 2; o++) {
+                const IdxEval *e = NULL;
+                for (int i = 0; i < t->cs[m].n_evals && !e; i++)
+                    if (t->cs[m].evals[i].k == ks[j] && !strcmp(t->cs[m].evals[i].mode, modes[o]))
+                        e = &t->cs[m].evals[i];
+                int x = d.x + cx[1 + 2 * m + o];
+                if (e)
+                    put(y, x, d.w - (x - d.x), A_NORMAL, "%*.1f%%", m ? 10 : 7, e->accuracy);
+                else
+                    put(y, x, d.w - (x - d.x), A(P_DIM), "%*s", m ? 11 : 8, "-");
+            }
     }
 }
 

@@ -54,6 +54,14 @@ command -v tmux >/dev/null 2>&1 || { bad "tmux is not installed (sh tools/deps.s
 DB="$T_TMP/t.db"
 "$PS" synth "$DB" --images 80 --latents 128 --grid 14 --classes 10 --thumb 64 --quiet ||
     bad "patchsae synth"
+EVALS=
+if command -v sqlite3 >/dev/null 2>&1; then # masking results of class 3 for 9 values of k
+    sqlite3 "$DB" "WITH RECURSIVE k(v) AS (SELECT 100 UNION ALL SELECT v + 100 FROM k WHERE v < 900)
+        INSERT INTO eval SELECT m.id, d.id, s.id, m.id, 3, o.mode, k.v, 100,
+                                CASE o.mode WHEN 'on' THEN k.v / 10.0 ELSE 100 - k.v / 10.0 END
+        FROM models m, datasets d, saes s, k, (SELECT 'on' AS mode UNION SELECT 'off') o" &&
+        EVALS=1 || bad "sqlite3: eval rows"
+fi
 DB1="$T_TMP/base-only.db"
 "$PS" synth "$DB1" --images 30 --latents 64 --grid 4 --classes 5 --models 1 --thumb 0 --quiet ||
     bad "patchsae synth --models 1"
@@ -135,6 +143,10 @@ check_for "class accuracy" "accuracy: base"
 check_for "class remapping groups" "remapping: high"
 keys : 'class class 3' Enter
 check_for ":class" "Class 3: class 3"
+if [ -n "$EVALS" ]; then # 9 k of masking results, on and off, both models: all fit at 100x32
+    check_for "masking table: on/off of both models per k" "k   base on   base off    adapted on  adapted off"
+    check_for "masking table: the last k row shows" "   900     90.0%      10.0%         90.0%        10.0%"
+fi
 keys 5
 check_for "Overview" "SAE latents: 128"
 keys Tab
