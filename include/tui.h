@@ -480,6 +480,14 @@ void tui_colormap(float t, uint8_t out[3]);
 void tui_scatter(const TuiRow *rows, int n, uint8_t *rgb, int w, int h);
 /* The scatter's axes: whole decades of log10 freq [x0, x1] and log10 mean [y0, y1]; 0 if no data. */
 int tui_scatter_range(const TuiRow *rows, int n, float *x0, float *x1, float *y0, float *y1);
+/*
+ * Where the scatter puts log10 value v of range [v0, v1] in a picture w (or h)
+ * pixels across: the frame is the picture's left and bottom edge (no margins,
+ * so labels in cells next to the picture line up with it); pixel column of a
+ * frequency, pixel row of a mean activation.
+ */
+int tui_scatter_x(float v, float v0, float v1, int w);
+int tui_scatter_y(float v, float v0, float v1, int h);
 /* Nearest xterm-256 colour index (16..255) of an RGB triple. */
 int tui_rgb256(const uint8_t c[3]);
 

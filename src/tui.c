@@ -1756,11 +1756,11 @@ tui_layout(const Tui *t, TuiLayout *l)
     l->clist = rect(b.y, b.x, b.h, cw);
     l->cdetail = rect(b.y, cw + 1, b.h, b.w - cw - 1);
 
-    /* Overview: the scatter as big as fits in 60 % of the width */
-    int sph = b.h - 2;
-    while (sph > 3 && square_w(t, sph) > b.w * 3 / 5)
+    /* Overview: the scatter as big as fits in 60 % of the width, its y labels on the left */
+    int sph = b.h - 2, ylab = 6;
+    while (sph > 3 && ylab + square_w(t, sph) > b.w * 3 / 5)
         sph--;
-    l->scatter = rect(b.y + 1, b.x + 1, sph, square_w(t, sph));
+    l->scatter = rect(b.y + 1, b.x + ylab, sph, square_w(t, sph));
     l->summary = rect(b.y + 1, l->scatter.x + l->scatter.w + 2, b.h - 1,
                       b.w - l->scatter.w - l->scatter.x - 2);
 }

@@ -799,8 +799,40 @@ tui_overview_draw(Tui *t)
         draw_pic(t, sc, &pic);
         float x0, x1, y0, y1;
         tui_scatter_range(s->rows, s->n, &x0, &x1, &y0, &y1);
-        put(sc.y + sc.h, sc.x, sc.w, A(P_DIM), "freq 1e%+.0f%*s1e%+.0f", x0 + 0.0,
-            MAX(1, sc.w - 16), "", x1 + 0.0);
+        /* the picture's pixels and pixels per cell, as draw_pic / the flush render it */
+        int pw, ph, cw, ch;
+        if (t->gfx == TUI_GFX_SIXEL) {
+            tui_pic_pixels(t, sc, &pw, &ph);
+            cw = t->term.cell_w, ch = t->term.cell_h;
+        } else if (t->gfx == TUI_GFX_BLOCKS && t->colors256) {
+            pw = sc.w, ph = 2 * sc.h, cw = 1, ch = 2;
+        } else { /* braille */
+            pw = 2 * sc.w, ph = 4 * sc.h, cw = 2, ch = 4;
+        }
+        /* y: mean activation decades, right-aligned against the frame */
+        int last = -1;
+        for (float v = y1; v >= y0 - 1e-3f && cw > 0 && ch > 0; v -= 1) {
+            int row = sc.y + tui_scatter_y(v, y0, y1, ph) / ch;
+            if (row == last || row >= sc.y + sc.h)
+                continue;
+            char b[16];
+            snprintf(b, sizeof b, "1e%+.0f", v + 0.0);
+            put(row, sc.x - 1 - (int)strlen(b), (int)strlen(b), A(P_DIM), "%s", b);
+            last = row;
+        }
+        /* x: frequency decades under their grid lines (the first from the frame, the last
+         * ending at the frame's right end) */
+        int ly = sc.y + (ph + ch - 1) / ch, end = sc.x + (pw + cw - 1) / cw, nx = sc.x;
+        for (float v = x0; v <= x1 + 1e-3f && ly < LINES - 1; v += 1) {
+            char b[16];
+            int n = snprintf(b, sizeof b, "1e%+.0f", v + 0.0);
+            int col = sc.x + tui_scatter_x(v, x0, x1, pw) / cw - n / 2;
+            col = v <= x0 + 1e-3f ? sc.x : v >= x1 - 1e-3f ? end - n : col;
+            if (col < nx)
+                continue;
+            put(ly, col, n, A(P_DIM), "%s", b);
+            nx = col + n + 1;
+        }
     } else {
         put(sc.y + 1, sc.x, sc.w, A(P_DIM), "no statistics");
     }
