@@ -509,6 +509,15 @@ test_overlays(void)
     float x0, x1, y0, y1;
     CHECK_EQ_INT(tui_scatter_range(rows, 3, &x0, &x1, &y0, &y1), 2);
     CHECK(x0 == -3 && x1 == 0 && y0 == -1 && y1 == 1);
+    /* the frame is the picture's edge: labels next to the picture line up with it */
+    CHECK_EQ_INT(tui_scatter_x(x0, x0, x1, 40), 1);
+    CHECK_EQ_INT(tui_scatter_x(x1, x0, x1, 40), 38);
+    CHECK_EQ_INT(tui_scatter_x(-1.5f, x0, x1, 40), 20);
+    CHECK_EQ_INT(tui_scatter_y(y0, y0, y1, 30), 28);
+    CHECK_EQ_INT(tui_scatter_y(y1, y0, y1, 30), 1);
+    CHECK_EQ_INT(sc[(29 * 40 + 20) * 3], 150); /* x axis on the bottom row */
+    CHECK_EQ_INT(sc[(15 * 40 + 0) * 3], 150);  /* y axis in the first column */
+    CHECK_EQ_INT(sc[(5 * 40 + 39) * 3 + 2], 18); /* no frame on the right: background */
 }
 
 static void
