@@ -13,7 +13,13 @@
  * Files: tui.c (state, keys, commands, layout), tui_data.c (loading view data
  * through idx.h), tui_draw.c (curses), tui_gfx.c (terminal queries, RGB
  * composition, overlays, sixel/blocks encoding, the payload cache),
+ * tui_probe.c (probing your own images on a worker thread, probe.h),
  * tui_main.c (the program: arguments, main loop, --trace).
+ *
+ * The Image view has two sources (TuiSrc): an indexed image (t->image, its
+ * rows read through idx.h) or a probed image (t->probed, a ProbeResult kept
+ * for the session). Both fill the same TuiImageSide / IdxImage fields, and
+ * the view, the lists, the overlays and the keys read only those.
  *
  * Tui is transparent on purpose: the state is what tests/test_tui.c asserts
  * on. Only tui*.c write it. Keys are TUI_KEY_* codes (curses-free), so tests
@@ -32,6 +38,9 @@ typedef enum TuiView {
 } TuiView;
 
 typedef enum TuiGfx { TUI_GFX_NONE, TUI_GFX_BLOCKS, TUI_GFX_SIXEL } TuiGfx;
+
+/* What the Image view shows: an image of the index, or one probed this session. */
+typedef enum TuiSrc { TUI_SRC_INDEX, TUI_SRC_PROBE } TuiSrc;
 
 /* What is drawn over a thumbnail: m cycles mask -> heat -> none -> mask. */
 typedef enum TuiOverlay { TUI_OV_MASK, TUI_OV_HEAT, TUI_OV_NONE } TuiOverlay;
@@ -59,6 +68,16 @@ enum { TUI_MOUSE_PRESS, TUI_MOUSE_DOUBLE, TUI_MOUSE_WHEEL_UP, TUI_MOUSE_WHEEL_DO
 #define TUI_MAX_FRAME 96     /* pictures on one screen */
 #define TUI_MAX_PRED 5
 #define TUI_HIST_BINS 24
+#define TUI_NOISE 0.1f       /* the PatchSAE demo's noise threshold (base mean activation) */
+
+#define TUI_MAX_DS 16        /* datasets the explorer can switch between (:dataset, t) */
+
+/* A dataset of the index that has statistics (or, without any, the first dataset). */
+typedef struct TuiDataset {
+    int64_t id;
+    char name[IDX_NAMELEN];
+    int64_t n_images;
+} TuiDataset;
 
 /* A rectangle of cells. */
 typedef struct TuiRect {
@@ -66,16 +85,16 @@ typedef struct TuiRect {
 } TuiRect;
 
 /* A picture: what to render into a rectangle (the cache key). */
-typedef enum TuiPicKind { TUI_PIC_THUMB, TUI_PIC_SCATTER } TuiPicKind;
+typedef enum TuiPicKind { TUI_PIC_THUMB, TUI_PIC_SCATTER, TUI_PIC_PROBED } TuiPicKind;
 typedef struct TuiPic {
     int kind;          /* TuiPicKind */
-    int64_t image;     /* TUI_PIC_THUMB: image id */
+    int64_t image;     /* TUI_PIC_THUMB: image id; TUI_PIC_PROBED: probed image number */
     int model;         /* 0 base, 1 adapted: whose patch map the overlay uses */
     int32_t latent;    /* overlay latent, -1 none */
     int overlay;       /* TuiOverlay */
     int cursor;        /* patch index to outline, -1 none */
     int grid;          /* draw the patch grid lines */
-    int64_t version;   /* TUI_PIC_SCATTER: bump when the data changes */
+    int64_t version;   /* TUI_PIC_SCATTER, TUI_PIC_PROBED: bump when the data changes */
 } TuiPic;
 
 /* A picture placed on the screen; pw/ph = its size in pixels, set at flush. */
@@ -124,14 +143,18 @@ typedef struct TuiItem {
     int level;          /* 0 image-level, 1 patch */
 } TuiItem;
 
+struct ProbeModelResult;
+struct ProbeOptions;
+
 typedef struct TuiImageSide {
     int ok;
     IdxPred pred[TUI_MAX_PRED];
     int n_pred;
     IdxAct top[TUI_MAX_LIST];    /* image-level top latents */
     int n_top;
-    uint8_t *blob;               /* patch blob (malloc'd) or NULL */
+    uint8_t *blob;               /* indexed: patch blob (malloc'd) or NULL */
     size_t blob_n;
+    const struct ProbeModelResult *pr; /* probed: exact latents of every token (borrowed), else NULL */
 } TuiImageSide;
 
 typedef struct TuiClassSide {
@@ -161,6 +184,7 @@ typedef struct TuiTerm {
 
 struct TuiGfxCache;
 struct TuiLoader;
+struct TuiProber;
 
 typedef struct Tui {
     Idx *ix;
@@ -186,7 +210,10 @@ typedef struct Tui {
     int64_t model_id[2];       /* base and adapted model ids (0 = none) */
     char model_name[2][IDX_NAMELEN];
     int64_t sae_id;            /* 0 = none */
-    int64_t dataset_id;
+    int64_t dataset_id;        /* the shown dataset: every view reads its statsets */
+    char dataset_name[IDX_NAMELEN];
+    TuiDataset ds[TUI_MAX_DS]; /* datasets to switch between, in statset order */
+    int n_ds;
     char **classes;            /* class names (n_classes) */
     int n_classes;
     int64_t n_images;
@@ -217,14 +244,25 @@ typedef struct Tui {
     int gside;                 /* 0 base, 1 adapted */
 
     /* Image view */
-    int64_t image;             /* -1 none */
-    IdxImage img;
+    int src;                   /* TuiSrc: which of the two below is shown */
+    int64_t image;             /* the indexed image (shown or last shown), -1 none */
+    int probed;                /* the probed image (shown or last shown), -1 none */
+    IdxImage img;              /* of the shown image; a probed one: id 0, label -1, pos = number */
     TuiImageSide is[2];
     int px, py;                /* patch cursor; px < 0: no patch (image level) */
     TuiItem items[4 * TUI_MAX_LIST];
     int n_items;
     int isel;                  /* selected item */
     int32_t ilatent;           /* latent whose overlay is shown, -1 none */
+    int noise_on;              /* the demo's noise filter hides latents from the lists */
+    float noise;               /* its threshold on the base mean activation (TUI_NOISE) */
+
+    /* probing your own images (tui_probe.c) */
+    struct TuiProber *prober;  /* NULL until the first :open */
+    int n_probed;              /* probed images kept this session */
+    double probe_req;          /* ps_now() of the last :open / --image */
+    double probe_open_ms, probe_image_ms; /* the last result: probe_open (0 if already open), probe_image */
+    int probe_shown;           /* a poll opened the Image view on a new result (tui_main traces it) */
 
     /* Class view */
     int cls;                   /* selected class, -1 none */
@@ -302,12 +340,30 @@ void tui_refilter(Tui *t);
 int tui_select_latent(Tui *t, int32_t s);
 /* Search: next (dir 1) or previous (-1) row matching t->search from the selection; 0 if found. */
 int tui_search_next(Tui *t, int dir);
+/*
+ * Shows dataset ds[k] (`:dataset NAME|N`, key t): reloads the statsets of
+ * both models over it, the classes and the tables, and reopens the Latent and
+ * Class views on the same latent / class. 0 on success; errors to the status line.
+ */
+int tui_set_dataset(Tui *t, int k);
+/* Index into ds[] of a dataset given by name, unique prefix or number (1-based); -1 if none. */
+int tui_find_dataset(const Tui *t, const char *name);
 /* Opens views on an object (loads data; errors to the status line). */
 int tui_open_latent(Tui *t, int32_t latent);
 int tui_open_image(Tui *t, int64_t image, int32_t latent);
 int tui_open_class(Tui *t, int cls);
 /* Sets the patch cursor (px < 0: image level) and recomputes the lists. */
 void tui_set_patch(Tui *t, int px, int py);
+/* 1 when the Image view has an image to show (from either source). */
+int tui_image_shown(const Tui *t);
+/* Turns the noise filter on (threshold > 0) or off (<= 0) and recomputes the lists. */
+void tui_set_noise(Tui *t, int on, float threshold);
+/*
+ * The probed-images strip of the Image view: entry k's label (" 3 name "),
+ * its column x and width w inside a strip w_strip columns wide (scrolled so
+ * the shown probed image is visible); 0 if entry k is visible.
+ */
+int tui_strip_entry(const Tui *t, int k, int w_strip, int *x, int *w, char *label, size_t n);
 
 /* ---- layout (tui.c, pure) ---- */
 
@@ -322,6 +378,7 @@ typedef struct TuiLayout {
     int gcols, grows;
     /* Image */
     TuiRect main_img, ov[2], preds, lists;
+    TuiRect strip;              /* the probed-images strip (h = 0 when nothing was probed) */
     /* Class */
     TuiRect clist, cdetail;
     /* Overview */
@@ -334,7 +391,13 @@ void tui_pic_pixels(const Tui *t, TuiRect r, int *pw, int *ph);
 
 /* ---- tui_data.c: loading through idx.h ---- */
 
-int tui_data_load(Tui *t, int async, char *err); /* statsets, classes, latents tables */
+/*
+ * Statsets, classes, latents tables of dataset t->dataset_id (0: the first
+ * base statset's); fills t->ds with every dataset that has statistics.
+ */
+int tui_data_load(Tui *t, int async, char *err);
+/* Frees what tui_data_load read (tables, classes, Class view data); keeps the Image view's. */
+void tui_data_unload(Tui *t);
 /* Takes the background load's result when it is done (wait: block until it is); 1 if taken. */
 int tui_data_poll(Tui *t, int wait);
 int tui_data_latent(Tui *t, int32_t latent, char *err);
@@ -347,6 +410,52 @@ void tui_data_items(Tui *t);
 int tui_data_map(const Tui *t, int m, int32_t s, float *map, int *n_tok);
 /* Accuracy of class cls under a model from stored predictions (percent, NAN if none). */
 double tui_data_class_acc(Tui *t, int64_t model_id, int cls);
+/* Drops the Image view's per-image data (both sources). */
+void tui_data_image_clear(Tui *t);
+/* Latents of token tok under model m of the shown image, value descending (cap entries). */
+int tui_data_token(const Tui *t, int m, int tok, IdxAct *out, int cap);
+/* 1 when latent s is hidden by the noise filter (on, and its base mean activation > t->noise). */
+int tui_noisy(const Tui *t, int32_t s);
+
+/* ---- tui_probe.c: probing your own images (probe.h) on a worker thread ---- */
+
+/*
+ * Weights overrides and --force for probing (copied; NULL: those the index
+ * records). echo: also write every probe warning in full to stderr.
+ */
+void tui_probe_config(Tui *t, const struct ProbeOptions *o, int echo);
+/*
+ * Queues image files (each may be a glob pattern; ~ is expanded) to probe in
+ * the background; the first result of the request opens the Image view on
+ * it. A file probed before and unchanged is shown at once from the session.
+ * Returns 0 if anything was queued or shown; errors go to the status line.
+ */
+int tui_probe_open(Tui *t, const char *const *files, int n);
+/* Loads the models in the background now (the command line calls it when `:o` is typed). */
+void tui_probe_prepare(Tui *t);
+/*
+ * Takes the worker's finished results into the session (wait: until every
+ * queued file is done) and starts queued work; 1 if the state changed.
+ */
+int tui_probe_poll(Tui *t, int wait);
+int tui_probe_busy(const Tui *t);       /* 1 while files are being probed or queued */
+int tui_probe_running(const Tui *t);    /* 1 while a worker (even a cancelled one) is not joined */
+/* What is being probed ("probing a.png (2/3)") into buf; 0 if nothing. */
+int tui_probe_progress(const Tui *t, char *buf, size_t n);
+/* Esc: discards the running and queued probes (results that arrive are dropped); 1 if any. */
+int tui_probe_cancel(Tui *t);
+/* Shows probed image k in the Image view (keeps the patch cursor when the grid is the same). */
+int tui_probe_show(Tui *t, int k);
+/* :save - stores the unsaved probed images in the index (probe_save); 0 on success. */
+int tui_probe_save(Tui *t);
+/* --save: save when every queued probe is done. */
+void tui_probe_save_when_done(Tui *t);
+/* Name (base name), crop (side x side x 3) and grid of probed image k; NULL if none. */
+const char *tui_probe_name(const Tui *t, int k, int64_t *saved_id);
+const uint8_t *tui_probe_crop(const Tui *t, int k, int *side, int *grid, int *gen);
+/* Per-token values of latent s on probed image k under Tui model m (0 base, 1 adapted). */
+int tui_probe_map(const Tui *t, int k, int m, int32_t s, float *map, int cap, int *n_tok);
+void tui_probe_free(Tui *t);            /* joins the worker; frees the session */
 
 /* ---- tui_gfx.c: pure picture functions ---- */
 
@@ -371,6 +480,14 @@ void tui_colormap(float t, uint8_t out[3]);
 void tui_scatter(const TuiRow *rows, int n, uint8_t *rgb, int w, int h);
 /* The scatter's axes: whole decades of log10 freq [x0, x1] and log10 mean [y0, y1]; 0 if no data. */
 int tui_scatter_range(const TuiRow *rows, int n, float *x0, float *x1, float *y0, float *y1);
+/*
+ * Where the scatter puts log10 value v of range [v0, v1] in a picture w (or h)
+ * pixels across: the frame is the picture's left and bottom edge (no margins,
+ * so labels in cells next to the picture line up with it); pixel column of a
+ * frequency, pixel row of a mean activation.
+ */
+int tui_scatter_x(float v, float v0, float v1, int w);
+int tui_scatter_y(float v, float v0, float v1, int h);
 /* Nearest xterm-256 colour index (16..255) of an RGB triple. */
 int tui_rgb256(const uint8_t c[3]);
 

@@ -10,8 +10,13 @@
  * Key dispatch: an open prompt gets the key first, but movement keys (arrows,
  * PgUp/PgDn) still move the selection while typing (type-to-filter never
  * swallows movement); then the current view's handler; then the global keys
- * (q ? Tab 1-5 : / n N m b Ctrl-L). Enter and `:` commands push the view they
- * leave on a back stack; q and Esc pop it, q on an empty stack quits.
+ * (q ? Tab 1-5 : / n N m b f Ctrl-L). Enter and `:` commands push the view
+ * they leave on a back stack; q and Esc pop it, q on an empty stack quits.
+ * Esc first cancels a probe in progress (:open, tui_probe.c).
+ *
+ * The Image view shows an indexed image or a probed one (TuiSrc): [ ] step
+ * through the indexed images or through the probed ones (the strip), p
+ * switches between the two sources.
  */
 #include "tui.h"
 
@@ -72,6 +77,9 @@ tui_init_(Tui *t, Idx *ix, const char *path, int async, char *err)
     t->latent = -1;
     t->image = -1;
     t->ilatent = -1;
+    t->src = TUI_SRC_INDEX;
+    t->probed = -1;
+    t->noise = TUI_NOISE;
     t->cls = -1;
     t->px = t->py = -1;
     t->full_redraw = 1;
@@ -123,6 +131,7 @@ tui_open(Tui *t, const char *path, int async, char *err)
 void
 tui_close(Tui *t)
 {
+    tui_probe_free(t);
     tui_data_free(t);
     tui_gfx_cache_free(t);
     free(t->order);
@@ -448,6 +457,8 @@ tui_search_next(Tui *t, int dir)
     return rc;
 }
 
+static int parse_int(const char *s, long long *v);
+
 /* ------------------------------------------------------------- views */
 
 void
@@ -506,6 +517,7 @@ tui_open_image(Tui *t, int64_t image, int32_t latent)
         return -1;
     }
     t->image = image;
+    t->src = TUI_SRC_INDEX;
     t->px = t->py = -1;
     tui_data_items(t);
     t->isel = 0;
@@ -520,6 +532,71 @@ tui_open_image(Tui *t, int64_t image, int32_t latent)
         t->ilatent = t->items[0].latent;
     }
     t->full_redraw = 1;
+    return 0;
+}
+
+int
+tui_find_dataset(const Tui *t, const char *name)
+{
+    long long v;
+    if (parse_int(name, &v) == 0 && v >= 1 && v <= t->n_ds)
+        return (int)v - 1;
+    for (int i = 0; i < t->n_ds; i++)
+        if (!strcmp(t->ds[i].name, name))
+            return i;
+    int hit = -1, n = 0;
+    for (int i = 0; i < t->n_ds; i++) /* unique prefix */
+        if (name[0] && !strncasecmp(t->ds[i].name, name, strlen(name)))
+            hit = i, n++;
+    return n == 1 ? hit : -1;
+}
+
+int
+tui_set_dataset(Tui *t, int k)
+{
+    char err[PS_ERRLEN];
+    if (k < 0 || k >= t->n_ds) {
+        tui_status(t, 1, "no such dataset (%d in this index)", t->n_ds);
+        return -1;
+    }
+    if (t->loading)
+        tui_data_poll(t, 1);
+    int32_t keep = t->n_order && t->st[t->model].present
+                       ? cur_stats(t)->rows[t->order[t->sel]].latent : -1;
+    int cls = t->cls, latent = t->latent;
+    tui_data_unload(t);
+    memset(t->st, 0, sizeof t->st);
+    memset(t->model_id, 0, sizeof t->model_id);
+    memset(t->model_name, 0, sizeof t->model_name);
+    t->sae_id = 0;
+    t->n_images = 0;
+    t->dataset_id = t->ds[k].id;
+    free(t->sorted); /* new rows: the sort cache is stale */
+    t->sorted = NULL;
+    t->sorted_rows = NULL;
+    int rc = tui_data_load(t, 0, err);
+    if (t->filter_class >= t->n_classes)
+        t->filter_class = -1;
+    tui_refilter(t);
+    if (keep >= 0)
+        tui_select_latent(t, keep);
+    clamp_sel(t);
+    memset(t->ls, 0, sizeof t->ls);
+    t->latent = -1;
+    t->cls = -1;
+    if (rc) {
+        tui_status(t, 1, "%s", err);
+        return -1;
+    }
+    if (latent >= 0 && t->st[0].present)
+        tui_open_latent(t, latent);
+    if (cls >= 0 && t->n_classes > 0)
+        tui_open_class(t, cls < t->n_classes ? cls : 0);
+    if (t->src == TUI_SRC_INDEX && t->image >= 0 && tui_image_shown(t))
+        tui_data_items(t); /* the noise filter reads this dataset's statistics */
+    t->full_redraw = 1;
+    tui_status(t, 0, "dataset %d/%d: %s (%lld images)%s", k + 1, t->n_ds, t->dataset_name,
+               (long long)t->n_images, t->st[1].present ? ", base and adapted" : "");
     return 0;
 }
 
@@ -547,6 +624,38 @@ tui_open_class(Tui *t, int cls)
     return 0;
 }
 
+int
+tui_image_shown(const Tui *t)
+{
+    return t->src == TUI_SRC_PROBE ? t->probed >= 0 && t->probed < t->n_probed : t->image >= 0;
+}
+
+/* Recomputes the Image view's lists, keeping the selected latent when it is still listed. */
+static void
+relist(Tui *t)
+{
+    int32_t keep = t->ilatent;
+    tui_data_items(t);
+    t->isel = 0;
+    for (int i = 0; i < t->n_items; i++)
+        if (t->items[i].latent == keep) {
+            t->isel = i;
+            return;
+        }
+    if (t->n_items > 0 && keep >= 0 && tui_noisy(t, keep))
+        t->ilatent = t->items[0].latent; /* the filter hid it */
+}
+
+void
+tui_set_noise(Tui *t, int on, float threshold)
+{
+    if (threshold > 0)
+        t->noise = threshold;
+    t->noise_on = on && t->noise > 0;
+    if (tui_image_shown(t))
+        relist(t);
+}
+
 void
 tui_set_patch(Tui *t, int px, int py)
 {
@@ -559,14 +668,7 @@ tui_set_patch(Tui *t, int px, int py)
     }
     t->px = px;
     t->py = py;
-    int32_t keep = t->ilatent;
-    tui_data_items(t);
-    t->isel = 0;
-    for (int i = 0; i < t->n_items; i++)
-        if (t->items[i].latent == keep) {
-            t->isel = i;
-            return;
-        }
+    relist(t);
 }
 
 /* Moves a selection index by key; returns 1 if the key was a movement key. */
@@ -729,10 +831,33 @@ tui_latent_key(Tui *t, int key)
     return 0;
 }
 
+/* p: between the indexed image and the probed ones. */
+static void
+switch_source(Tui *t)
+{
+    if (t->src == TUI_SRC_INDEX) {
+        if (t->n_probed == 0) {
+            tui_status(t, 1, "no probed images: :open FILE probes one");
+            return;
+        }
+        tui_probe_show(t, t->probed >= 0 && t->probed < t->n_probed ? t->probed : t->n_probed - 1);
+        tui_status(t, 0, "probed images: [ ] step through them, p the indexed image");
+    } else if (t->image >= 0) {
+        if (tui_open_image(t, t->image, t->ilatent) == 0)
+            tui_status(t, 0, "indexed images: [ ] step through them, p the probed images");
+    } else {
+        tui_status(t, 1, "no indexed image opened yet (:image N, or Enter on a top image)");
+    }
+}
+
 int
 tui_image_key(Tui *t, int key)
 {
-    if (t->image < 0)
+    if (key == 'p') {
+        switch_source(t);
+        return 1;
+    }
+    if (!tui_image_shown(t))
         return 0;
     int g = t->img.grid, dx = 0, dy = 0;
     switch (key) {
@@ -763,6 +888,12 @@ tui_image_key(Tui *t, int key)
             tui_goto(t, TUI_CLASS, 1);
         return 1;
     case ']': case '[': {
+        if (t->src == TUI_SRC_PROBE) {
+            int to = t->probed + (key == ']' ? 1 : -1);
+            if (to >= 0 && to < t->n_probed)
+                tui_probe_show(t, to);
+            return 1;
+        }
         int64_t to = t->image + (key == ']' ? 1 : -1);
         if (to >= 1)
             tui_open_image(t, to, t->ilatent);
@@ -981,6 +1112,23 @@ tui_command(Tui *t, const char *line)
         tui_goto(t, TUI_CLASS, 1);
         return 0;
     }
+    if (!strcmp(cmd, "dataset") || !strcmp(cmd, "ds")) {
+        if (!arg[0]) {
+            char b[400] = "";
+            size_t o = 0;
+            for (int i = 0; i < t->n_ds && o < sizeof b; i++)
+                o += (size_t)snprintf(b + o, sizeof b - o, "%s%d %s%s", i ? ", " : "", i + 1,
+                                      t->ds[i].name, t->ds[i].id == t->dataset_id ? " (shown)" : "");
+            tui_status(t, 0, "datasets: %s", t->n_ds ? b : "none");
+            return 0;
+        }
+        int k = tui_find_dataset(t, arg);
+        if (k < 0) {
+            tui_status(t, 1, "no dataset \"%s\" (:dataset lists them)", arg);
+            return -1;
+        }
+        return tui_set_dataset(t, k);
+    }
     if (!strcmp(cmd, "sort")) {
         char *dir = arg;
         while (*dir && *dir != ' ')
@@ -1103,6 +1251,41 @@ tui_command(Tui *t, const char *line)
         tui_goto(t, TUI_HELP, 1);
         return 0;
     }
+    if (!strcmp(cmd, "open") || !strcmp(cmd, "o") || !strcmp(cmd, "e")) {
+        if (!arg[0]) {
+            tui_status(t, 1, "usage: :open FILE... (image files or glob patterns)");
+            return -1;
+        }
+        struct stat sb;
+        if (stat(arg, &sb) == 0) { /* one file, spaces and all */
+            const char *one[1] = { arg };
+            return tui_probe_open(t, one, 1);
+        }
+        const char *files[64];
+        int n = 0;
+        for (char *w = strtok(arg, " \t"); w && n < (int)LEN(files); w = strtok(NULL, " \t"))
+            files[n++] = w;
+        return tui_probe_open(t, files, n);
+    }
+    if (!strcmp(cmd, "save") || !strcmp(cmd, "w")) {
+        return tui_probe_save(t);
+    }
+    if (!strcmp(cmd, "noise")) {
+        double x = 0;
+        char *end = NULL;
+        if (!strcmp(arg, "off") || !strcmp(arg, "0")) {
+            tui_set_noise(t, 0, 0);
+        } else if (!arg[0] || !strcmp(arg, "on")) {
+            tui_set_noise(t, 1, 0);
+        } else if ((x = strtod(arg, &end)) > 0 && end && !*end) {
+            tui_set_noise(t, 1, (float)x);
+        } else {
+            tui_status(t, 1, "usage: :noise [T|on|off] (hide latents with base mean activation > T)");
+            return -1;
+        }
+        tui_status(t, 0, "noise filter %s (threshold %g)", t->noise_on ? "on" : "off", t->noise);
+        return 0;
+    }
     if (!strcmp(cmd, "search")) {
         snprintf(t->search, sizeof t->search, "%s", arg);
         return tui_search_next(t, 1);
@@ -1157,6 +1340,8 @@ prompt_key(Tui *t, int key)
                 t->input[t->input_n++] = (char)key;
                 t->input[t->input_n] = 0;
             }
+            if (t->prompt == ':' && t->input_n == 1 && (key == 'o' || key == 'e'))
+                tui_probe_prepare(t); /* :open is coming: load the models meanwhile */
             break;
         }
         return 0; /* not a prompt key: movement keys go on to the view */
@@ -1202,7 +1387,7 @@ switch_view(Tui *t, TuiView v)
     TuiStats *s = cur_stats(t);
     if (v == TUI_LATENT && t->latent < 0 && t->n_order > 0)
         tui_open_latent(t, s->rows[t->order[t->sel]].latent);
-    if (v == TUI_IMAGE && t->image < 0) {
+    if (v == TUI_IMAGE && !tui_image_shown(t)) {
         int64_t im = t->latent >= 0 && t->ls[0].n_top > 0 ? t->ls[0].top[0].image_id : 1;
         tui_open_image(t, im, t->latent);
     }
@@ -1235,8 +1420,21 @@ tui_key(Tui *t, int key)
         t->quit = 1;
         return 1;
     case TUI_KEY_ESC:
+        if (tui_probe_cancel(t))
+            return 1;
         if (t->n_stack > 0)
             go_back(t);
+        return 1;
+    case 'f':
+        if (t->loading)
+            tui_data_poll(t, 1);
+        tui_set_noise(t, !t->noise_on, 0);
+        if (!t->st[0].present)
+            tui_status(t, 1, "noise filter %s, but this index has no base statistics to filter "
+                       "with", t->noise_on ? "on" : "off");
+        else
+            tui_status(t, 0, "noise filter %s: latents with base mean activation > %g %s",
+                       t->noise_on ? "on" : "off", t->noise, t->noise_on ? "hidden" : "shown");
         return 1;
     case '?':
         if (t->view != TUI_HELP)
@@ -1260,6 +1458,17 @@ tui_key(Tui *t, int key)
     case 'N':
         tui_search_next(t, key == 'n' ? 1 : -1);
         return 1;
+    case 't': {
+        if (t->n_ds < 2) {
+            tui_status(t, 1, "this index has statistics for one dataset only");
+            return 1;
+        }
+        int k = 0;
+        while (k < t->n_ds && t->ds[k].id != t->dataset_id)
+            k++;
+        tui_set_dataset(t, (k + 1) % t->n_ds);
+        return 1;
+    }
     case 'm':
         t->overlay = (t->overlay + 1) % 3;
         tui_status(t, 0, "overlay: %s", t->overlay == TUI_OV_MASK ? "mask (inactive patches darkened)"
@@ -1381,6 +1590,18 @@ tui_mouse(Tui *t, int kind, int y, int x)
         }
         break;
     case TUI_IMAGE: {
+        if (l.strip.h > 0 && in_rect(l.strip, y, x)) {
+            for (int k = 0; k < t->n_probed; k++) {
+                int ex, ew;
+                char lab[64];
+                if (tui_strip_entry(t, k, l.strip.w, &ex, &ew, lab, sizeof lab) == 0 &&
+                    x - l.strip.x >= ex && x - l.strip.x < ex + ew) {
+                    tui_probe_show(t, k);
+                    return 1;
+                }
+            }
+            return 0;
+        }
         TuiRect pics[3] = { l.main_img, l.ov[0], l.ov[1] };
         for (int i = 0; i < 3; i++) {
             int px, py;
@@ -1501,27 +1722,29 @@ tui_layout(const Tui *t, TuiLayout *l)
     for (int s = 0; s < 2; s++)
         l->grid[s] = rect(b.y + info_h, b.x + s * (side_w + 1), l->grows * l->cell_h, side_w);
 
-    /* Image: three square pictures in a row, then lists and predictions */
-    int lists_min = 8;
-    int iph = MIN(14, b.h - 2 - lists_min);
+    /* Image: the probed-images strip (if any), three square pictures in a row, then lists
+     * and predictions */
+    int strip = t->n_probed > 0 && b.h >= 8, lists_min = 8;
+    l->strip = strip ? rect(b.y + 1, b.x, 1, b.w) : rect(0, 0, 0, 0);
+    int iph = MIN(14, b.h - 2 - strip - lists_min);
     if (iph < 3)
-        iph = MIN(3, b.h - 2);
+        iph = MIN(3, b.h - 2 - strip);
     while (iph > 3 && 3 * (square_w(t, iph) + 1) > b.w)
         iph--;
     int ipw = MIN(square_w(t, iph), (b.w - 2) / 3);
     for (int i = 0; i < 3; i++) {
-        TuiRect r = rect(b.y + 2, b.x + i * (ipw + 1), iph, ipw);
+        TuiRect r = rect(b.y + 2 + strip, b.x + i * (ipw + 1), iph, ipw);
         if (i == 0)
             l->main_img = r;
         else
             l->ov[i - 1] = r;
     }
-    int ly = b.y + 2 + iph + 1, lh = b.y + b.h - ly;
+    int ly = b.y + 2 + strip + iph + 1, lh = b.y + b.h - ly;
     int pw_ = MIN(34, b.w / 3);
     int pics_w = 3 * (ipw + 1);
     if (b.w - pics_w >= 26 && lh < 12) {
         /* predictions beside the pictures when there is room */
-        l->preds = rect(b.y + 1, pics_w, iph + 1, b.w - pics_w);
+        l->preds = rect(b.y + 1 + strip, pics_w, iph + 1, b.w - pics_w);
         l->lists = rect(ly, b.x, lh, b.w);
     } else {
         l->preds = rect(ly, b.w - pw_, lh, pw_);
@@ -1533,11 +1756,72 @@ tui_layout(const Tui *t, TuiLayout *l)
     l->clist = rect(b.y, b.x, b.h, cw);
     l->cdetail = rect(b.y, cw + 1, b.h, b.w - cw - 1);
 
-    /* Overview: the scatter as big as fits in 60 % of the width */
-    int sph = b.h - 2;
-    while (sph > 3 && square_w(t, sph) > b.w * 3 / 5)
+    /* Overview: the scatter as big as fits in 60 % of the width, its y labels on the left */
+    int sph = b.h - 2, ylab = 6;
+    while (sph > 3 && ylab + square_w(t, sph) > b.w * 3 / 5)
         sph--;
-    l->scatter = rect(b.y + 1, b.x + 1, sph, square_w(t, sph));
+    l->scatter = rect(b.y + 1, b.x + ylab, sph, square_w(t, sph));
     l->summary = rect(b.y + 1, l->scatter.x + l->scatter.w + 2, b.h - 1,
                       b.w - l->scatter.w - l->scatter.x - 2);
+}
+
+/* Columns a UTF-8 string takes (one a code point: names are mostly ASCII). */
+static int
+u8_cols(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+int
+tui_strip_entry(const Tui *t, int k, int w_strip, int *x, int *w, char *label, size_t n)
+{
+    enum { PREFIX = 8, NAME = 18 }; /* "probed: ", names cut to 18 columns */
+    if (k < 0 || k >= t->n_probed || n < 8)
+        return -1;
+    int cur = t->probed >= 0 && t->probed < t->n_probed ? t->probed : 0;
+    int first = 0, xs[2] = { 0, 0 };
+    for (int pass = 0; pass < 2; pass++) {
+        /* pass 0: scroll so the current entry fits; pass 1: place entry k */
+        int cx = PREFIX + (first > 0 ? 2 : 0);
+        for (int i = first; i < t->n_probed; i++) {
+            int64_t saved = 0;
+            const char *name = tui_probe_name(t, i, &saved);
+            char cut[4 * NAME + 8];
+            size_t b = 0;
+            int cols = 0;
+            for (const char *p = name ? name : "?"; *p && b + 5 < sizeof cut; p++) {
+                if (((unsigned char)*p & 0xC0) != 0x80 && ++cols > NAME)
+                    break;
+                cut[b++] = *p;
+            }
+            cut[b] = 0;
+            char lab[sizeof cut + 32];
+            snprintf(lab, sizeof lab, " %d %s%s ", i + 1, cut, saved ? "*" : "");
+            int lw = u8_cols(lab);
+            if (pass == 0 && i == cur) {
+                if (cx + lw > w_strip && first < cur) {
+                    first++;
+                    i = first - 1;
+                    cx = PREFIX + 2;
+                    continue;
+                }
+                break;
+            }
+            if (pass == 1 && i == k) {
+                xs[0] = cx;
+                xs[1] = lw;
+                snprintf(label, n, "%s", lab);
+                break;
+            }
+            cx += lw;
+        }
+    }
+    if (k < first)
+        return -1;
+    *x = xs[0];
+    *w = xs[1];
+    return xs[1] > 0 && *x + *w <= w_strip ? 0 : -1;
 }

@@ -2,16 +2,26 @@
 /*
  * tui_data.c - what the explorer reads from the index, through idx.h only:
  * the statistics sets of the base and the adapted model (the first base
- * statset, and the adapted one over the same dataset and SAE), the class
- * names, the whole latents table of each model (kept in memory so that sort,
- * filter and search never touch SQLite: 49,152 rows are ~2.5 MB), and the
- * data behind the Latent, Image and Class views, loaded when a view opens.
+ * statset of the shown dataset, and the adapted one over the same dataset
+ * and SAE), the class names, the whole latents table of each model (kept
+ * in memory so that sort, filter and search never touch SQLite: 49,152 rows
+ * are ~2.5 MB), and the data behind the Latent, Image and Class views, loaded when a view opens.
+ * Everything but the Image view (an image is an image, whatever the dataset)
+ * follows one dataset, t->dataset_id: `:dataset` unloads and loads again.
  *
  * The Image view's latent lists follow the PatchSAE demo (reference §7.3):
  * the top 5 latents of each model, at image level and at the selected patch,
  * grouped as common (in both top-5 sets, sorted by the larger value), base
  * only and adapted only. One deviation: the one-model groups are sorted by
  * value, not by latent index as the demo does (an artefact of set order).
+ * With the demo's noise filter on, latents whose mean activation under the
+ * base model's statistics exceeds t->noise are dropped before the top 5 are
+ * taken (the demo zeroes them: reference §7.1, probe.h probe_noisy).
+ *
+ * The lists read the shown image through two functions that hide its
+ * source: tui_data_token (a token's latents: the index's top-K blob, or a
+ * probed image's exact sparse row) and tui_data_map (one latent on every
+ * token); the image-level list and the predictions are in TuiImageSide.
  *
  * Two reads idx.h has no function for go through idx_select: the class
  * names of a dataset in one query, and a class's accuracy from the stored
@@ -26,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "probe.h"
 #include "ps.h"
 
 #define TOPN 5 /* the demo's top-5 per model */
@@ -56,8 +67,8 @@ free_stats(TuiStats *s)
     memset(s, 0, sizeof *s);
 }
 
-static void
-free_image(Tui *t)
+void
+tui_data_image_clear(Tui *t)
 {
     for (int m = 0; m < 2; m++) {
         free(t->is[m].blob);
@@ -79,7 +90,7 @@ free_class(Tui *t)
 }
 
 void
-tui_data_free(Tui *t)
+tui_data_unload(Tui *t)
 {
     if (t->loader) { /* let the thread finish, then drop its tables */
         pthread_join(t->loader->th, NULL);
@@ -101,8 +112,14 @@ tui_data_free(Tui *t)
     free(t->classes);
     t->classes = NULL;
     t->n_classes = 0;
-    free_image(t);
     free_class(t);
+}
+
+void
+tui_data_free(Tui *t)
+{
+    tui_data_unload(t);
+    tui_data_image_clear(t);
 }
 
 /* ---- latents tables: read with idx_select (exact values, no joins) ---- */
@@ -367,6 +384,7 @@ dataset_row(void *ctx, int ncol, const char *const *names, const char *const *v)
         t->dataset_id = strtoll(v[0], NULL, 10);
         t->n_images = v[1] ? strtoll(v[1], NULL, 10) : 0;
         t->n_classes = v[2] ? (int)strtol(v[2], NULL, 10) : 0;
+        snprintf(t->dataset_name, sizeof t->dataset_name, "%s", ncol >= 4 && v[3] ? v[3] : "");
     }
     return 1;
 }
@@ -388,11 +406,24 @@ tui_data_load(Tui *t, int async, char *err)
     if (rc)
         return rc;
     int b = -1, a = -1;
-    for (int i = 0; i < n && b < 0; i++)
-        if (!strcmp(ss[i].kind, "base"))
-            b = i;
-    if (b < 0 && n > 0)
-        b = 0;
+    t->n_ds = 0;
+    for (int i = 0; i < n; i++) { /* the datasets with statistics, in statset order */
+        int k = 0;
+        while (k < t->n_ds && t->ds[k].id != ss[i].dataset_id)
+            k++;
+        if (k == t->n_ds && k < TUI_MAX_DS) {
+            t->ds[k].id = ss[i].dataset_id;
+            snprintf(t->ds[k].name, sizeof t->ds[k].name, "%s", ss[i].dataset);
+            t->ds[k].n_images = ss[i].n_images;
+            t->n_ds++;
+        }
+    }
+    /* the base statset of the wanted dataset (any dataset if it has none), else any statset */
+    for (int pass = 0; pass < 4 && b < 0; pass++)
+        for (int i = 0; i < n && b < 0; i++)
+            if ((pass & 1 || !strcmp(ss[i].kind, "base")) &&
+                (pass >= 2 || !t->dataset_id || ss[i].dataset_id == t->dataset_id))
+                b = i;
     for (int i = 0; i < n && b >= 0 && a < 0; i++)
         if (i != b && !strcmp(ss[i].kind, "adapted") && ss[i].dataset_id == ss[b].dataset_id &&
             ss[i].sae_id == ss[b].sae_id)
@@ -405,6 +436,7 @@ tui_data_load(Tui *t, int async, char *err)
         t->dataset_id = ss[b].dataset_id;
         t->n_images = ss[b].n_images;
         t->n_classes = ss[b].n_classes;
+        snprintf(t->dataset_name, sizeof t->dataset_name, "%s", ss[b].dataset);
     }
     if (a >= 0) {
         t->st[1].ss = ss[a];
@@ -430,8 +462,14 @@ tui_data_load(Tui *t, int async, char *err)
         IdxSae sae;
         if (idx_find_sae(t->ix, NULL, &sae, NULL) == PS_OK)
             t->sae_id = sae.id;
-        idx_select(t->ix, "SELECT id, n_images, n_classes FROM datasets ORDER BY id LIMIT 1",
+        idx_select(t->ix, "SELECT id, n_images, n_classes, name FROM datasets ORDER BY id LIMIT 1",
                    dataset_row, t, NULL);
+        if (t->dataset_id) {
+            t->ds[0].id = t->dataset_id;
+            snprintf(t->ds[0].name, sizeof t->ds[0].name, "%s", t->dataset_name);
+            t->ds[0].n_images = t->n_images;
+            t->n_ds = 1;
+        }
     }
     if (t->dataset_id) {
         char sql[160];
@@ -557,7 +595,7 @@ tui_data_image(Tui *t, int64_t image, char *err)
     int rc = idx_image(t->ix, image, &im, err);
     if (rc)
         return rc;
-    free_image(t);
+    tui_data_image_clear(t);
     t->img = im;
     if (t->img.grid < 0 || 1 + t->img.grid * t->img.grid > TUI_MAX_TOK)
         t->img.grid = 0; /* a grid we cannot show: no patch cursor */
@@ -639,21 +677,86 @@ group(Tui *t, int level, const IdxAct *full0, int n0, const IdxAct *full1, int n
     }
 }
 
+int
+tui_noisy(const Tui *t, int32_t s)
+{
+    const TuiStats *st = &t->st[0];
+    if (!t->noise_on || !(t->noise > 0) || !st->present || s < 0 || s >= st->n_pos ||
+        st->pos[s] < 0)
+        return 0;
+    float m = st->rows[st->pos[s]].mean_act;
+    return !isnan(m) && m > t->noise;
+}
+
+/* Drops the noisy latents of a ranked list in place; returns the new length. */
+static int
+denoise(const Tui *t, IdxAct *a, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (!tui_noisy(t, a[i].latent))
+            a[k++] = a[i];
+    return k;
+}
+
+/* Inserts (s, v) into a list ranked by value descending, then latent ascending. */
+static void
+rank_in(IdxAct *a, int *n, int cap, int32_t s, float v)
+{
+    if (*n == cap && !(v > a[cap - 1].value ||
+                       (v == a[cap - 1].value && s < a[cap - 1].latent)))
+        return;
+    int j = *n < cap ? (*n)++ : cap - 1;
+    while (j > 0 && (v > a[j - 1].value || (v == a[j - 1].value && s < a[j - 1].latent))) {
+        a[j] = a[j - 1];
+        j--;
+    }
+    a[j] = (IdxAct){ s, v };
+}
+
+int
+tui_data_token(const Tui *t, int m, int tok, IdxAct *out, int cap)
+{
+    int n = 0;
+    if (m < 0 || m > 1 || cap <= 0)
+        return 0;
+    const TuiImageSide *is = &t->is[m];
+    if (is->pr) { /* probed: the exact row of the token (CSR, rowptr[0] = 0), ranked */
+        const SaeSparse *sp = &is->pr->sp;
+        if (tok < 0 || tok >= is->pr->n_tok)
+            return 0;
+        for (int64_t j = sp->rowptr[tok]; j < sp->rowptr[tok + 1]; j++)
+            if (sp->val[j] > 0)
+                rank_in(out, &n, cap, sp->idx[j], sp->val[j]);
+        return n;
+    }
+    if (is->blob)
+        idx_blob_token(is->blob, is->blob_n, tok, out, cap, &n, NULL);
+    return n;
+}
+
 void
 tui_data_items(Tui *t)
 {
     t->n_items = 0;
+    if (t->noise_on && t->loading)
+        tui_data_poll(t, 1); /* the filter needs every latent's mean activation */
     int two = t->is[1].ok;
-    group(t, 0, t->is[0].top, t->is[0].n_top, t->is[1].top, t->is[1].n_top, two);
+    IdxAct top[2][TUI_MAX_LIST];
+    int nt[2];
+    for (int m = 0; m < 2; m++) {
+        nt[m] = t->is[m].n_top;
+        memcpy(top[m], t->is[m].top, (size_t)nt[m] * sizeof top[m][0]);
+        nt[m] = denoise(t, top[m], nt[m]);
+    }
+    group(t, 0, top[0], nt[0], top[1], nt[1], two);
     if (t->px >= 0 && t->img.grid > 0) {
         IdxAct p[2][IDX_BLOB_K * 2];
         int np[2] = { 0, 0 };
         int tok = 1 + t->py * t->img.grid + t->px;
         for (int m = 0; m < 2; m++)
-            if (t->is[m].blob)
-                idx_blob_token(t->is[m].blob, t->is[m].blob_n, tok, p[m], (int)LEN(p[m]),
-                               &np[m], NULL);
-        group(t, 1, p[0], MIN(np[0], (int)LEN(p[0])), p[1], MIN(np[1], (int)LEN(p[1])), two);
+            np[m] = denoise(t, p[m], tui_data_token(t, m, tok, p[m], (int)LEN(p[m])));
+        group(t, 1, p[0], np[0], p[1], np[1], two);
     }
     qsort(t->items, (size_t)t->n_items, sizeof *t->items, cmp_item);
 }
@@ -662,7 +765,11 @@ int
 tui_data_map(const Tui *t, int m, int32_t s, float *map, int *n_tok)
 {
     *n_tok = 0;
-    if (m < 0 || m > 1 || !t->is[m].blob)
+    if (m < 0 || m > 1)
+        return -1;
+    if (t->is[m].pr)
+        return tui_probe_map(t, t->probed, m, s, map, TUI_MAX_TOK, n_tok);
+    if (!t->is[m].blob)
         return -1;
     return idx_blob_map(t->is[m].blob, t->is[m].blob_n, s, map, TUI_MAX_TOK, n_tok, NULL);
 }

@@ -245,15 +245,24 @@ draw_tabs(Tui *t)
         snprintf(b, sizeof b, " %d %s ", v + 1, tui_view_name((TuiView)v));
         x += put(0, x, COLS - x, A(v == (int)t->view ? P_TABON : P_TAB), "%s", b);
     }
-    char right[256];
-    snprintf(right, sizeof right, " %s%s%s  %s ",
-             t->model ? "adapted" : "base",
-             t->model_name[t->model][0] ? ": " : "", t->model_name[t->model],
-             t->view == TUI_HELP ? "[help]" : t->gfx == TUI_GFX_SIXEL ? "sixel"
-                                           : t->gfx == TUI_GFX_BLOCKS ? "blocks" : "text");
-    int w = (int)strlen(right);
-    if (COLS - w > x + 1)
-        put(0, COLS - w, w, A(P_TAB), "%s", right);
+    char right[400];
+    const char *gfx = t->view == TUI_HELP ? "[help]" : t->gfx == TUI_GFX_SIXEL ? "sixel"
+                                         : t->gfx == TUI_GFX_BLOCKS ? "blocks" : "text";
+    /* the dataset first: it is what a narrow bar keeps longest */
+    for (int full = 1; full >= 0; full--) {
+        if (full)
+            snprintf(right, sizeof right, " %s%s%s%s%s  %s ", t->dataset_name,
+                     t->dataset_name[0] ? "  " : "", t->model ? "adapted" : "base",
+                     t->model_name[t->model][0] ? ": " : "", t->model_name[t->model], gfx);
+        else
+            snprintf(right, sizeof right, " %s  %s ", t->dataset_name,
+                     t->model ? "adapted" : "base");
+        int w = (int)strlen(right);
+        if (COLS - w > x + 1) {
+            put(0, COLS - w, w, A(P_TAB), "%s", right);
+            break;
+        }
+    }
 }
 
 static void
@@ -271,13 +280,22 @@ draw_status(Tui *t)
         put(y, n + 1, COLS - n - 1, A(P_DIM), "%s", hint);
         return;
     }
-    char right[128] = "";
+    char right[128] = "", busy[160];
+    int x0 = 0;
+    if (tui_probe_progress(t, busy, sizeof busy)) { /* a spinner while probing */
+        static const char *const spin[] = { "\xe2\xa0\x8b", "\xe2\xa0\x99", "\xe2\xa0\xb9",
+                                            "\xe2\xa0\xb8", "\xe2\xa0\xbc", "\xe2\xa0\xb4",
+                                            "\xe2\xa0\xa6", "\xe2\xa0\xa7", "\xe2\xa0\x87",
+                                            "\xe2\xa0\x8f" };
+        int f = (int)((long long)(ps_now() * 10) % 10);
+        x0 = put(y, 0, COLS - 1, A(P_TITLE), "%s %s (Esc cancels)  ", spin[f], busy);
+    }
     if (t->view == TUI_LATENTS)
         snprintf(right, sizeof right, " %d/%d  %s%s ", t->n_order > 0 ? t->sel + 1 : 0, t->n_order,
                  idx_sort_name(t->sort), t->desc ? "\xe2\x96\xbc" : "\xe2\x96\xb2");
     int rw = (int)strlen(right) > 2 ? (int)strlen(right) - 2 : 0;
-    int n = put(y, 0, COLS - rw - 1, t->status_err ? A(P_ERR) : A_NORMAL, "%s",
-                t->status[0] ? t->status : "? help  q back  / search  : command");
+    int n = x0 + put(y, x0, COLS - rw - 1 - x0, t->status_err ? A(P_ERR) : A_NORMAL, "%s",
+                     t->status[0] ? t->status : "? help  q back  / search  : command");
     if (rw && COLS - rw - 1 > n)
         put(y, COLS - rw - 1, rw + 1, A(P_DIM), "%s", right);
 }
@@ -403,9 +421,24 @@ latent_side(Tui *t, const TuiLayout *l, int side, int stats_y)
     if (stats_y < 0)
         return;
     int y = stats_y, w = g.w;
+    /* every label that fits between the grid and the histogram (3 rows at least, the
+     * layout keeps them; the same on both sides so the histograms line up); a cut
+     * list says how many it leaves out */
+    int want = MAX(3, MAX(t->ls[0].n_labels, t->ls[1].n_labels));
+    int rows = MIN(want, MAX(3, l->body.y + l->body.h - stats_y - 4));
+    int shown = ls->n_labels <= rows ? ls->n_labels : rows - 1;
     put(y++, g.x, w, A(P_TITLE), "labels of the top %d images", ls->n_top);
-    for (int i = 0; i < 3; i++, y++) {
-        if (i >= ls->n_labels)
+    for (int i = 0; i < rows; i++, y++) {
+        if (i == shown && i < ls->n_labels) {
+            char more[256];
+            size_t o = (size_t)snprintf(more, sizeof more, "+%d more:", ls->n_labels - shown);
+            for (int k = shown; k < ls->n_labels && o < sizeof more; k++)
+                o += (size_t)snprintf(more + o, sizeof more - o, " %s %d%s",
+                                      cname(t, ls->labels[k].cls), ls->labels[k].n,
+                                      k + 1 < ls->n_labels ? "," : "");
+            put(y, g.x, w, A(P_DIM), "%s", more);
+        }
+        if (i >= shown)
             continue;
         int nw = MIN(16, w / 3);
         put(y, g.x, nw, A_NORMAL, "%s", cname(t, ls->labels[i].cls));
@@ -500,7 +533,8 @@ static void
 preds(Tui *t, TuiRect r)
 {
     int y = r.y;
-    put(y++, r.x, r.w, A(P_TITLE), "true label: %s", t->img.label >= 0 ? cname(t, t->img.label) : "(none)");
+    put(y++, r.x, r.w, A(P_TITLE), "true label: %s", t->img.label >= 0 ? cname(t, t->img.label)
+                                               : t->src == TUI_SRC_PROBE ? "(none: probed)" : "(none)");
     for (int m = 0; m < 2 && y < r.y + r.h; m++) {
         const TuiImageSide *s = &t->is[m];
         if (!s->ok) {
@@ -522,29 +556,69 @@ preds(Tui *t, TuiRect r)
     }
 }
 
+/* The probed-images strip: one line of numbers and names, the shown one highlighted. */
+static void
+strip(Tui *t, TuiRect r)
+{
+    put(r.y, r.x, 8, A(P_DIM), "probed:");
+    int end = 8;
+    for (int k = 0; k < t->n_probed; k++) {
+        int x, w;
+        char lab[128];
+        if (tui_strip_entry(t, k, r.w, &x, &w, lab, sizeof lab))
+            continue;
+        int on = t->src == TUI_SRC_PROBE && k == t->probed;
+        put(r.y, r.x + x, w, on ? A(P_SEL) : A(P_ADAPT), "%s", lab);
+        end = x + w;
+    }
+    int x, w;
+    char lab[8];
+    if (t->n_probed > 0 && tui_strip_entry(t, 0, r.w, &x, &w, lab, sizeof lab))
+        put(r.y, r.x + 8, 2, A(P_DIM), "\xe2\x80\xa6"); /* scrolled: earlier entries hidden */
+    const char *hint = t->src == TUI_SRC_PROBE ? "  [ ] switch  p indexed  :save" :
+                                                 "  p probed images";
+    if (end + (int)strlen(hint) < r.w)
+        put(r.y, r.x + end, r.w - end, A(P_DIM), "%s", hint);
+}
+
 void
 tui_image_draw(Tui *t)
 {
     TuiLayout l;
     tui_layout(t, &l);
     TuiRect b = l.body;
-    if (t->image < 0) {
-        put(b.y + 1, 2, b.w - 4, A_NORMAL, "No image selected: Enter on a top image in the "
-                                           "Latent view, or :image N.");
+    if (l.strip.h > 0)
+        strip(t, l.strip);
+    if (!tui_image_shown(t)) {
+        put(b.y + 1 + (l.strip.h > 0), 2, b.w - 4, A_NORMAL,
+            t->src == TUI_SRC_PROBE ? "No probed image yet: :open FILE."
+                                    : "No image selected: Enter on a top image in the Latent "
+                                      "view, :image N, or :open FILE to probe your own.");
         return;
     }
-    char where[64];
-    int g = t->img.grid;
-    if (t->px >= 0)
-        snprintf(where, sizeof where, "patch (%d,%d) token %d", t->px, t->py, 1 + t->py * g + t->px);
+    char where[64], head[1200], noise[48] = "";
+    int g = t->img.grid, probed = t->src == TUI_SRC_PROBE;
+    if (t->px >= 0) /* (row,col), as `patchsae query --patch R,C` takes it */
+        snprintf(where, sizeof where, "patch (%d,%d) token %d", t->py, t->px, 1 + t->py * g + t->px);
     else
         snprintf(where, sizeof where, "image level");
-    put(b.y, 0, b.w, A(P_TITLE), "Image %lld (pos %lld)  label: %s  %s  latent %s%d  overlay: %s",
-        (long long)t->image, (long long)t->img.pos, t->img.label >= 0 ? cname(t, t->img.label) : "-",
-        where, t->ilatent >= 0 ? "" : "-", t->ilatent,
-        t->overlay == TUI_OV_MASK ? "mask" : t->overlay == TUI_OV_HEAT ? "heat" : "none");
-    int cursor = t->px >= 0 ? t->py * g + t->px : -1;
-    TuiPic main = { TUI_PIC_THUMB, t->image, 0, -1, TUI_OV_NONE, cursor, 1, 0 };
+    if (t->noise_on)
+        snprintf(noise, sizeof noise, "  noise > %g hidden", t->noise);
+    if (probed)
+        snprintf(head, sizeof head, "Probed %d/%d: %s", t->probed + 1, t->n_probed,
+                 tui_probe_name(t, t->probed, NULL));
+    else
+        snprintf(head, sizeof head, "Image %lld (pos %lld)  label: %s", (long long)t->image,
+                 (long long)t->img.pos, t->img.label >= 0 ? cname(t, t->img.label) : "-");
+    put(b.y, 0, b.w, A(P_TITLE), "%s  %s  latent %s%d  overlay: %s%s", head, where,
+        t->ilatent >= 0 ? "" : "-", t->ilatent,
+        t->overlay == TUI_OV_MASK ? "mask" : t->overlay == TUI_OV_HEAT ? "heat" : "none", noise);
+    int cursor = t->px >= 0 ? t->py * g + t->px : -1, gen = 0, side, grid;
+    if (probed)
+        tui_probe_crop(t, t->probed, &side, &grid, &gen);
+    int kind = probed ? TUI_PIC_PROBED : TUI_PIC_THUMB;
+    int64_t id = probed ? t->probed : t->image;
+    TuiPic main = { kind, id, 0, -1, TUI_OV_NONE, cursor, 1, gen };
     put(l.main_img.y - 1, l.main_img.x, l.main_img.w, A_NORMAL, "image %dx%d patches", g, g);
     draw_pic(t, l.main_img, &main);
     for (int m = 0; m < 2; m++) {
@@ -555,9 +629,9 @@ tui_image_draw(Tui *t)
         }
         put(r.y - 1, r.x, r.w, A(m ? P_ADAPT : P_BASE), "%s: latent %d", m ? "adapted" : "base",
             t->ilatent);
-        if (!t->is[m].blob)
+        if (!t->is[m].blob && !t->is[m].pr)
             put(r.y, r.x, r.w, A(P_DIM), "no patch data");
-        TuiPic ov = { TUI_PIC_THUMB, t->image, m, t->ilatent, t->overlay, cursor, 0, 0 };
+        TuiPic ov = { kind, id, m, t->ilatent, t->overlay, cursor, 0, gen };
         draw_pic(t, r, &ov);
     }
     TuiRect li = l.lists;
@@ -566,7 +640,7 @@ tui_image_draw(Tui *t)
     item_list(t, a, 0, "image-level top latents");
     if (t->px >= 0) {
         char title[96];
-        snprintf(title, sizeof title, "patch (%d,%d) top latents", t->px, t->py);
+        snprintf(title, sizeof title, "patch (%d,%d) top latents", t->py, t->px);
         item_list(t, p, 1, title);
     } else {
         put(p.y, p.x, p.w, A(P_TITLE), "patch top latents");
@@ -611,6 +685,24 @@ tui_class_draw(Tui *t)
     }
     put(y++, d.x, d.w, A_NORMAL, "accuracy: base %s   adapted %s", acc[0], acc[1]);
     y++;
+    /* the masking table (its k values) keeps its rows; the top-latents lists give up theirs */
+    int ks[32], nk = 0;
+    for (int m = 0; m < 2; m++)
+        for (int i = 0; i < t->cs[m].n_evals; i++) {
+            const IdxEval *e = &t->cs[m].evals[i];
+            if (strcmp(e->mode, "off") && strcmp(e->mode, "on"))
+                continue;
+            int j = 0;
+            while (j < nk && ks[j] < e->k)
+                j++;
+            if ((j < nk && ks[j] == e->k) || nk == (int)LEN(ks))
+                continue;
+            memmove(ks + j + 1, ks + j, (size_t)(nk - j) * sizeof ks[0]);
+            ks[j] = e->k;
+            nk++;
+        }
+    int rest = d.y + d.h - y - (t->st[1].present ? 5 : 0) - (nk ? 2 + nk : 1);
+    int ntop = MAX(3, MIN(10, rest - 3));
     int colw = d.w / 2;
     for (int m = 0; m < 2; m++) {
         int x = d.x + m * colw, yy = y;
@@ -620,13 +712,13 @@ tui_class_draw(Tui *t)
         put(yy++, x, colw - 1, A(P_DIM), "rank  latent   tokens annotation");
         if (!c->ok || c->n_top == 0)
             put(yy, x, colw - 1, A(P_DIM), "%s", c->ok ? "no class counts" : "no adapted model");
-        for (int i = 0; i < c->n_top && i < 10; i++, yy++) {
+        for (int i = 0; i < c->n_top && i < ntop; i++, yy++) {
             int sel = c->top[i].latent == t->latent && (m == (t->model && t->cs[1].ok));
             put(yy, x, colw - 1, sel ? A(P_SEL) : A_NORMAL, "%3d %7d %8lld %s", c->top[i].rank,
                 c->top[i].latent, (long long)c->top[i].n_tokens, c->top[i].name);
         }
     }
-    y += 13;
+    y += ntop + 3;
     if (y < d.y + d.h && t->st[1].present) {
         int cnt[3] = { 0, 0, 0 };
         static const char *const gn[3] = { "high", "high_low", "low_high" };
@@ -647,31 +739,46 @@ tui_class_draw(Tui *t)
             put(y - 3, d.x, d.w, A(P_DIM), "no remapping groups (run `patchsae diff`)");
         y++;
     }
-    /* the top-k masking curve */
+    /* the top-k masking curve: one row per k, on and off of both models side by side */
     if (y >= d.y + d.h)
         return;
-    const TuiClassSide *c0 = &t->cs[0];
-    int any = 0;
-    for (int m = 0; m < 2; m++)
-        for (int i = 0; i < t->cs[m].n_evals; i++)
-            any |= !strcmp(t->cs[m].evals[i].mode, "off") || !strcmp(t->cs[m].evals[i].mode, "on");
-    if (!any) {
-        put(y, d.x, d.w, A(P_DIM), "no masking results (run `patchsae eval`)");
+    if (!nk) {
+        put(y, d.x, d.w, A(P_DIM), "no masking results for this dataset (run `patchsae eval`)");
         return;
     }
     put(y++, d.x, d.w, A(P_TITLE), "top-k masking%s: accuracy with only (on) / without (off) the "
-                                   "top-k latents", c0->evals_all ? " (all classes)" : "");
-    for (int m = 0; m < 2 && y < d.y + d.h; m++) {
-        const TuiClassSide *c = &t->cs[m];
-        for (int i = 0; i < c->n_evals && y < d.y + d.h; i++) {
-            const IdxEval *e = &c->evals[i];
-            if (strcmp(e->mode, "off") && strcmp(e->mode, "on"))
-                continue;
-            int w = d.w - 30;
-            put(y, d.x, 30, A_NORMAL, "%-7s %-3s k=%-5d %5.1f%%", m ? "adapted" : "base", e->mode,
-                e->k, e->accuracy);
-            bar(y++, d.x + 30, w, e->accuracy / 100, A(m ? P_ADAPT : P_BASE));
+                                   "top-k latents", t->cs[0].evals_all || t->cs[1].evals_all
+                                                        ? " (all classes)" : "");
+    static const char *const modes[2] = { "on", "off" };
+    int cx[5] = { 0, 8, 19, 30, 43 };
+    put(y, d.x + cx[0], d.w, A(P_DIM), "%6s", "k");
+    for (int m = 0; m < 2; m++)
+        for (int o = 0; o < 2; o++) {
+            char h[16];
+            snprintf(h, sizeof h, "%s %s", m ? "adapted" : "base", modes[o]);
+            put(y, d.x + cx[1 + 2 * m + o], d.w - cx[1 + 2 * m + o], A(m ? P_ADAPT : P_BASE),
+                "%*s", m ? 11 : 8, h);
         }
+    y++;
+    for (int j = 0; j < nk; j++, y++) {
+        if (y >= d.y + d.h - 1 && j < nk - 1) { /* the last row left: say what is cut */
+            put(y, d.x, d.w, A(P_DIM), "+%d more k (k = %d .. %d): a taller terminal shows them",
+                nk - j, ks[j], ks[nk - 1]);
+            break;
+        }
+        put(y, d.x + cx[0], 7, A_NORMAL, "%6d", ks[j]);
+        for (int m = 0; m < 2; m++)
+            for (int o = 0; o < 2; o++) {
+                const IdxEval *e = NULL;
+                for (int i = 0; i < t->cs[m].n_evals && !e; i++)
+                    if (t->cs[m].evals[i].k == ks[j] && !strcmp(t->cs[m].evals[i].mode, modes[o]))
+                        e = &t->cs[m].evals[i];
+                int x = d.x + cx[1 + 2 * m + o];
+                if (e)
+                    put(y, x, d.w - (x - d.x), A_NORMAL, "%*.1f%%", m ? 10 : 7, e->accuracy);
+                else
+                    put(y, x, d.w - (x - d.x), A(P_DIM), "%*s", m ? 11 : 8, "-");
+            }
     }
 }
 
@@ -692,8 +799,40 @@ tui_overview_draw(Tui *t)
         draw_pic(t, sc, &pic);
         float x0, x1, y0, y1;
         tui_scatter_range(s->rows, s->n, &x0, &x1, &y0, &y1);
-        put(sc.y + sc.h, sc.x, sc.w, A(P_DIM), "freq 1e%+.0f%*s1e%+.0f", x0 + 0.0,
-            MAX(1, sc.w - 16), "", x1 + 0.0);
+        /* the picture's pixels and pixels per cell, as draw_pic / the flush render it */
+        int pw, ph, cw, ch;
+        if (t->gfx == TUI_GFX_SIXEL) {
+            tui_pic_pixels(t, sc, &pw, &ph);
+            cw = t->term.cell_w, ch = t->term.cell_h;
+        } else if (t->gfx == TUI_GFX_BLOCKS && t->colors256) {
+            pw = sc.w, ph = 2 * sc.h, cw = 1, ch = 2;
+        } else { /* braille */
+            pw = 2 * sc.w, ph = 4 * sc.h, cw = 2, ch = 4;
+        }
+        /* y: mean activation decades, right-aligned against the frame */
+        int last = -1;
+        for (float v = y1; v >= y0 - 1e-3f && cw > 0 && ch > 0; v -= 1) {
+            int row = sc.y + tui_scatter_y(v, y0, y1, ph) / ch;
+            if (row == last || row >= sc.y + sc.h)
+                continue;
+            char b[16];
+            snprintf(b, sizeof b, "1e%+.0f", v + 0.0);
+            put(row, sc.x - 1 - (int)strlen(b), (int)strlen(b), A(P_DIM), "%s", b);
+            last = row;
+        }
+        /* x: frequency decades under their grid lines (the first from the frame, the last
+         * ending at the frame's right end) */
+        int ly = sc.y + (ph + ch - 1) / ch, end = sc.x + (pw + cw - 1) / cw, nx = sc.x;
+        for (float v = x0; v <= x1 + 1e-3f && ly < LINES - 1; v += 1) {
+            char b[16];
+            int n = snprintf(b, sizeof b, "1e%+.0f", v + 0.0);
+            int col = sc.x + tui_scatter_x(v, x0, x1, pw) / cw - n / 2;
+            col = v <= x0 + 1e-3f ? sc.x : v >= x1 - 1e-3f ? end - n : col;
+            if (col < nx)
+                continue;
+            put(ly, col, n, A(P_DIM), "%s", b);
+            nx = col + n + 1;
+        }
     } else {
         put(sc.y + 1, sc.x, sc.w, A(P_DIM), "no statistics");
     }
@@ -760,13 +899,16 @@ const char *const tui_help_lines[] = {
     "n  N\tnext / previous match of the last search",
     "m\toverlay: mask (inactive patches darkened) -> heatmap -> none",
     "b\tswitch base / adapted model",
+    "t\tnext dataset (:dataset NAME|N; the top bar names the one shown)",
+    "f\tnoise filter (PatchSAE demo): hide latents with base mean activation > 0.1 (:noise T)",
     "Ctrl-L\tredraw the screen and re-send the pictures",
-    "Esc\tclose the prompt; back",
+    "Esc\tclose the prompt; cancel a probe in progress; back",
     "j k  Down Up\tmove the selection",
     "PgUp PgDn\tpage (Ctrl-B Ctrl-F)",
     "g G  Home End\tfirst / last",
     "Enter\topen the selection",
-    "mouse\tclick tabs, rows, grid cells, patches; double-click opens; wheel scrolls",
+    "mouse\tclick tabs, rows, grid cells, patches, the probed strip; double-click opens; wheel "
+    "scrolls",
     "Backspace  Ctrl-U\tin a prompt: delete a character / all; arrows and PgUp/PgDn still move",
     "",
     "Latents (1)",
@@ -789,7 +931,8 @@ const char *const tui_help_lines[] = {
     "x  Backspace\tpatch cursor off: image-level latents only",
     "J K  PgDn PgUp\tselect a latent in the lists (its overlay is shown)",
     "Enter\topen the selected latent",
-    "[ ]\tprevious / next image",
+    "[ ]\tprevious / next image: of the index, or of the probed images (the strip)",
+    "p\tswitch between the indexed image and the probed images",
     "c\topen the class of the image",
     "",
     "Class (4)",
@@ -808,10 +951,14 @@ const char *const tui_help_lines[] = {
     ":filter TERM...\tdead dense annotated class=NAME freq>X freq<X mean>X mean<X entropy>X "
     "entropy<X clear",
     ":annotate NAME [-- NOTE]\tname the selected latent (:annotate - removes it)",
+    ":dataset [NAME|N]\tshow dataset NAME or number N in every view (none: list them)",
     ":model base|adapted\tswitch model",
     ":overlay mask|heat|none\tset the overlay",
     ":graphics sixel|blocks|none\tswitch picture mode",
     ":search TEXT\tsearch like /",
+    ":open FILE...\tprobe your own images (globs too) in the background; Esc cancels",
+    ":save\tstore the probed images in the index (dataset \"probed\")",
+    ":noise [T|on|off]\tthe noise filter: threshold T (default 0.1), on, off",
     ":help  :q\thelp, quit",
     NULL,
 };

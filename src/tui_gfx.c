@@ -36,7 +36,8 @@
  *
  * The cache keeps rendered RGB and encoded sixel per (picture, size), least
  * recently used out first, within a byte budget; decoded thumbnails are cached
- * by image id.
+ * by image id. A probed image (TUI_PIC_PROBED) is drawn from its crop, kept
+ * in the session as RGB (tui_probe.c), with its exact patch map.
  */
 #include "tui.h"
 
@@ -246,14 +247,25 @@ tui_scatter_range(const TuiRow *rows, int n, float *x0, float *x1, float *y0, fl
     return nd;
 }
 
+/* The plot: x in 1 .. w-2 right of the axis at column 0, y in 1 .. h-2 above the axis at row h-1. */
+int
+tui_scatter_x(float v, float v0, float v1, int w)
+{
+    return 1 + (int)((v - v0) / (v1 - v0) * (float)(w - 3) + 0.5f);
+}
+
+int
+tui_scatter_y(float v, float v0, float v1, int h)
+{
+    return 1 + (h - 3) - (int)((v - v0) / (v1 - v0) * (float)(h - 3) + 0.5f);
+}
+
 void
 tui_scatter(const TuiRow *rows, int n, uint8_t *rgb, int w, int h)
 {
     memset(rgb, 18, (size_t)w * h * 3);
     if (w < 8 || h < 8)
         return;
-    int mx = w / 10 + 2, my = h / 10 + 2; /* margins for the axes */
-    int pw = w - mx - 2, ph = h - my - 2;
     Dot *d = xmalloc((size_t)(n ? n : 1) * sizeof *d);
     int nd = 0;
     float x0, x1, y0, y1, emax = 0;
@@ -271,25 +283,25 @@ tui_scatter(const TuiRow *rows, int n, uint8_t *rgb, int w, int h)
     uint8_t axis[3] = { 150, 150, 150 }, tick[3] = { 70, 70, 70 };
     if (nd > 0) {
         for (float v = x0; v <= x1 + 1e-3f; v += 1) { /* decade grid lines */
-            int x = mx + (int)((v - x0) / (x1 - x0) * (pw - 1) + 0.5f);
-            for (int y = 0; y < ph; y++)
-                put_px(rgb, w, h, x, 1 + y, tick);
+            int x = tui_scatter_x(v, x0, x1, w);
+            for (int y = 1; y < h - 1; y++)
+                put_px(rgb, w, h, x, y, tick);
         }
         for (float v = y0; v <= y1 + 1e-3f; v += 1) {
-            int y = 1 + (ph - 1) - (int)((v - y0) / (y1 - y0) * (ph - 1) + 0.5f);
-            for (int x = 0; x < pw; x++)
-                put_px(rgb, w, h, mx + x, y, tick);
+            int y = tui_scatter_y(v, y0, y1, h);
+            for (int x = 1; x < w; x++)
+                put_px(rgb, w, h, x, y, tick);
         }
     }
-    for (int x = mx - 1; x < mx + pw; x++)
-        put_px(rgb, w, h, x, 1 + ph, axis);
-    for (int y = 1; y <= 1 + ph; y++)
-        put_px(rgb, w, h, mx - 1, y, axis);
+    for (int x = 0; x < w; x++)
+        put_px(rgb, w, h, x, h - 1, axis);
+    for (int y = 0; y < h; y++)
+        put_px(rgb, w, h, 0, y, axis);
     qsort(d, (size_t)nd, sizeof *d, cmp_dot);
     int dot = w >= 300 ? 2 : 1;
     for (int i = 0; i < nd; i++) {
-        int x = mx + (int)((d[i].x - x0) / (x1 - x0) * (pw - 1) + 0.5f);
-        int y = 1 + (ph - 1) - (int)((d[i].y - y0) / (y1 - y0) * (ph - 1) + 0.5f);
+        int x = tui_scatter_x(d[i].x, x0, x1, w) - (dot > 1 && d[i].x >= x1 - 1e-6f);
+        int y = tui_scatter_y(d[i].y, y0, y1, h);
         uint8_t c[3] = { 120, 120, 120 };
         if (d[i].e >= 0)
             tui_colormap(emax > 0 ? 1 - d[i].e / emax : 1, c);
@@ -433,7 +445,7 @@ thumb(Tui *t, int64_t image, char *err)
     slot->image = image;
     slot->tick = ++c->tick;
     IdxImage im;
-    if (t->image == image)
+    if (t->src == TUI_SRC_INDEX && t->image == image)
         slot->grid = t->img.grid;
     else if (idx_image(t->ix, image, &im, NULL) == PS_OK)
         slot->grid = im.grid;
@@ -456,7 +468,7 @@ patch_map(Tui *t, int64_t image, int m, int32_t s, int grid, float *out)
     int nt = 0;
     if (grid <= 0 || 1 + grid * grid > TUI_MAX_TOK || m < 0 || m > 1)
         return 0;
-    if (image == t->image) {
+    if (t->src == TUI_SRC_INDEX && image == t->image) {
         if (tui_data_map(t, m, s, map, &nt))
             return 0;
     } else if (!t->model_id[m] ||
@@ -483,9 +495,18 @@ tui_gfx_render(Tui *t, const TuiPic *p, int w, int h, uint8_t **rgb, char *err)
         *rgb = out;
         return PS_OK;
     }
-    Thumb *th = thumb(t, p->image, err);
-    int grid = th->grid;
-    if (th->im.rgb) {
+    int grid = 0, side = 0;
+    const uint8_t *crop = NULL;
+    Thumb *th = NULL;
+    if (p->kind == TUI_PIC_PROBED) {
+        crop = tui_probe_crop(t, (int)p->image, &side, &grid, NULL);
+    } else {
+        th = thumb(t, p->image, err);
+        grid = th->grid;
+    }
+    if (crop) {
+        img_resize_rgb(crop, side, side, out, w, h, IMG_BILINEAR);
+    } else if (th && th->im.rgb) {
         img_resize_rgb(th->im.rgb, th->im.w, th->im.h, out, w, h, IMG_BILINEAR);
     } else { /* no thumbnail: grey with a cross, the grid and overlay still drawn */
         memset(out, 60, (size_t)w * h * 3);
@@ -496,8 +517,17 @@ tui_gfx_render(Tui *t, const TuiPic *p, int w, int h, uint8_t **rgb, char *err)
         }
     }
     if (p->latent >= 0 && p->overlay != TUI_OV_NONE && grid > 0) {
-        float map[TUI_MAX_TOK];
-        if (patch_map(t, p->image, p->model, p->latent, grid, map)) {
+        float map[TUI_MAX_TOK], full[TUI_MAX_TOK];
+        int nt = 0, ok = 0;
+        if (p->kind == TUI_PIC_PROBED) {
+            ok = tui_probe_map(t, (int)p->image, p->model, p->latent, full, TUI_MAX_TOK, &nt) == 0 &&
+                 nt >= 1 + grid * grid;
+            if (ok)
+                memcpy(map, full + 1, (size_t)grid * grid * sizeof *map);
+        } else {
+            ok = patch_map(t, p->image, p->model, p->latent, grid, map);
+        }
+        if (ok) {
             if (p->overlay == TUI_OV_MASK)
                 tui_overlay_mask(out, w, h, map, grid);
             else

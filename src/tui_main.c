@@ -11,7 +11,11 @@
  * normal exit, an exit() from deep inside the library (atexit), and on a
  * crash signal (the handler restores the terminal before re-raising).
  * Keys that queue up while a slow redraw runs (a held j, a resize storm)
- * are all handled before the next redraw.
+ * are all handled before the next redraw. While the latents table loads or
+ * an image is being probed (--image, :open) the loop wakes every 10 ms to
+ * take the result and turn the spinner; --trace logs, for each probed image
+ * that opens the Image view, the time from the request to the first full
+ * screen (text and pictures sent).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,18 +28,28 @@
 
 #include <curses.h>
 
+#include "probe.h"
 #include "ps.h"
 #include "tui.h"
 
 static const char usage[] =
-    "usage: patchsae-tui [options] [INDEX]\n"
+    "usage: patchsae-tui [options] [INDEX] [--image FILE...]\n"
     "Browse a patchsae index (default db/demo.db) in the terminal: latents, their top images\n"
     "with activation overlays, images patch by patch, classes, and an overview.\n"
     "\n"
     "  --graphics MODE  sixel, blocks or none (default: detected; env PATCHSAE_GRAPHICS)\n"
-    "  --trace FILE     log start-up and per-key redraw times (ms) to FILE\n"
+    "  --trace FILE     log start-up, per-key redraw and probe times (ms) to FILE\n"
     "  --probe          print what the terminal answered and exit\n"
     "  --help           this text\n"
+    "\n"
+    "Probe your own images (as :open FILE does inside):\n"
+    "  --image FILE...  run FILE (and every later argument that is not an option) through the\n"
+    "                   index's models and SAE in the background and open the Image view on it\n"
+    "  --model M, --tokenizer T, --sae S, --maple CKPT (repeatable, index order)\n"
+    "                   load these instead of the weights the index records\n"
+    "  --force          probe even if a file's size or SHA-256 differs from the index's record\n"
+    "  --save           store the probed images in INDEX (dataset \"probed\"), as :save does\n"
+    "  --noise-filter T start with the demo's noise filter on at threshold T (key f; 0.1)\n"
     "\n"
     "Keys: ? in the program lists every key; q goes back and quits. See patchsae-tui(1).\n";
 
@@ -171,10 +185,67 @@ main(int argc, char **argv)
 {
     double t_start = ps_now();
     const char *path = "db/demo.db", *trace_path = NULL;
-    int forced = -1, probe_only = 0;
+    int forced = -1, probe_only = 0, in_images = 0, save = 0, path_set = 0;
+    /* --image files are collected in argv itself, over arguments already read
+     * (image k goes to argv[k] while argument i > k is read, as getopt permutes
+     * argv): nothing to allocate, nothing to free on the early returns */
+    const char **images = (const char **)argv;
+    int n_images = 0;
+    float noise = 0;
+    ProbeOptions po;
+    probe_options_init(&po);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        /* options that take a value: --opt V or --opt=V */
+#define VALUE(name) \
+    (!strcmp(a, name) ? (i + 1 < argc ? argv[++i] : NULL) \
+                      : !strncmp(a, name "=", sizeof name) ? a + sizeof name : NULL)
+#define IS(name) (!strcmp(a, name) || !strncmp(a, name "=", sizeof name))
+        if (IS("--image")) {
+            const char *v = VALUE("--image");
+            if (!v) {
+                fprintf(stderr, "patchsae-tui: --image takes a file\n");
+                return 2;
+            }
+            images[n_images++] = v;
+            in_images = 1;
+            continue;
+        }
+        if (IS("--model") || IS("--tokenizer") || IS("--sae") || IS("--maple")) {
+            int which = IS("--model") ? 0 : IS("--tokenizer") ? 1 : IS("--sae") ? 2 : 3;
+            const char *v = which == 0 ? VALUE("--model") : which == 1 ? VALUE("--tokenizer")
+                          : which == 2 ? VALUE("--sae") : VALUE("--maple");
+            if (!v) {
+                fprintf(stderr, "patchsae-tui: %s takes a path\n", a);
+                return 2;
+            }
+            if (which == 0)
+                po.model = v;
+            else if (which == 1)
+                po.tokenizer = v;
+            else if (which == 2)
+                po.sae = v;
+            else if (po.n_maple < PROBE_MAX_MODELS - 1)
+                po.maple[po.n_maple++] = v;
+            continue;
+        }
+        if (IS("--noise-filter")) {
+            const char *v = VALUE("--noise-filter");
+            char *end = NULL;
+            if (!v || !((noise = strtof(v, &end)) > 0) || *end) {
+                fprintf(stderr, "patchsae-tui: --noise-filter takes a threshold > 0 (the demo's "
+                                "is 0.1)\n");
+                return 2;
+            }
+            continue;
+        }
+#undef VALUE
+#undef IS
+        if (!strcmp(a, "--force")) {
+            po.force = 1;
+        } else if (!strcmp(a, "--save")) {
+            save = 1;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(usage, stdout);
             return 0;
         } else if (!strcmp(a, "--graphics") || !strncmp(a, "--graphics=", 11)) {
@@ -194,9 +265,16 @@ main(int argc, char **argv)
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "patchsae-tui: unknown option %s\n%s", a, usage);
             return 2;
+        } else if (in_images || path_set) {
+            images[n_images++] = a;
         } else {
             path = a;
+            path_set = 1;
         }
+    }
+    if (save && n_images == 0) {
+        fprintf(stderr, "patchsae-tui: --save stores probed images: give them with --image\n");
+        return 2;
     }
 
     int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
@@ -224,6 +302,15 @@ main(int argc, char **argv)
         fprintf(stderr, "patchsae-tui: %s\n", err);
         return 1;
     }
+    for (int i = 0; i < n_images; i++) { /* a missing image is a clear error before curses */
+        FILE *f = fopen(images[i], "rb");
+        if (!f) {
+            fprintf(stderr, "patchsae-tui: %s: no such file or not readable\n", images[i]);
+            tui_close(&t);
+            return 1;
+        }
+        fclose(f);
+    }
     if (!isatty(0) || !isatty(1)) {
         fprintf(stderr, "patchsae-tui: standard input and output must be a terminal\n");
         tui_close(&t);
@@ -234,6 +321,18 @@ main(int argc, char **argv)
         fprintf(stderr, "patchsae-tui: %s: %s\n", trace_path, strerror(errno));
         tui_close(&t);
         return 2;
+    }
+    tui_probe_config(&t, &po, 1);
+    if (noise > 0)
+        tui_set_noise(&t, 1, noise);
+    if (n_images > 0) { /* before the terminal probe: the models load meanwhile */
+        if (tui_probe_open(&t, images, n_images) != 0) {
+            fprintf(stderr, "patchsae-tui: %s\n", t.status);
+            tui_close(&t);
+            return 1;
+        }
+        if (save)
+            tui_probe_save_when_done(&t);
     }
     double t_open = ps_now();
     tui_term_probe(&tt, tty >= 0 ? tty : 0, timeout);
@@ -292,18 +391,34 @@ main(int argc, char **argv)
                 (t_open - t_start) * 1e3, text_ms, gfx_ms, enc_ms, bytes);
         fflush(trace);
     }
+    int spin = -1;
     while (!t.quit) {
         wint_t wch;
-        wtimeout(stdscr, t.loading ? 10 : -1); /* poll the background load while it runs */
+        /* poll the background load and the prober while they run */
+        wtimeout(stdscr, t.loading || tui_probe_running(&t) ? 10 : -1);
         int rc = wget_wch(stdscr, &wch);
         if (rc == ERR) {
-            /* a timeout while loading, or EINTR; SIGWINCH comes back as KEY_RESIZE */
+            /* a timeout while loading or probing, or EINTR; SIGWINCH comes back as KEY_RESIZE */
             if (t.loading && tui_data_poll(&t, 0)) {
                 double t0 = ps_now();
                 redraw(&t, 1, &text_ms, &gfx_ms, &enc_ms, &bytes, t0);
                 if (trace) {
                     fprintf(trace, "loaded after_ms=%.3f text_ms=%.3f\n", (t0 - t_start) * 1e3,
                             text_ms);
+                    fflush(trace);
+                }
+            }
+            t.probe_shown = 0;
+            int now = (int)(ps_now() * 10);
+            if (tui_probe_poll(&t, 0) || (tui_probe_busy(&t) && now != spin)) {
+                double t0 = ps_now();
+                spin = now;
+                redraw(&t, 1, &text_ms, &gfx_ms, &enc_ms, &bytes, t0);
+                if (trace && t.probe_shown) {
+                    fprintf(trace, "probed request_to_screen_ms=%.3f open_ms=%.3f image_ms=%.3f "
+                                   "text_ms=%.3f gfx_ms=%.3f encode_ms=%.3f bytes=%zu\n",
+                            (ps_now() - t.probe_req) * 1e3, t.probe_open_ms, t.probe_image_ms,
+                            text_ms, gfx_ms, enc_ms, bytes);
                     fflush(trace);
                 }
             }

@@ -25,6 +25,17 @@ wait_for() {
     done
 }
 check_for() { if wait_for "$2" "${3:-5}"; then ok; else bad "$1 (no \"$2\")" show; fi; }
+# wait_until SECONDS 'SHELL TEST': polls the test (eval'd, so it may call the functions
+# here) until it holds; 0 then, 1 after SECONDS. A screen is drawn in several writes:
+# a check of its content right after the text that announces it can read half of it
+# on a loaded machine, so every check of the screen's content polls.
+wait_until() {
+    n=0; lim=$(( $1 * 10 ))
+    until eval "$2"; do
+        n=$((n + 1)); [ $n -gt $lim ] && return 1; sleep 0.1
+    done
+}
+check_until() { if wait_until 5 "$2"; then ok; else bad "$1" show; fi; }
 check_not() { if screen | grep -qF -- "$2"; then bad "$1 (\"$2\" shown)" show; else ok; fi; }
 # start ARGS...: a fresh session of 100x32 running the explorer
 N_SESS=0
@@ -43,6 +54,14 @@ command -v tmux >/dev/null 2>&1 || { bad "tmux is not installed (sh tools/deps.s
 DB="$T_TMP/t.db"
 "$PS" synth "$DB" --images 80 --latents 128 --grid 14 --classes 10 --thumb 64 --quiet ||
     bad "patchsae synth"
+EVALS=
+if command -v sqlite3 >/dev/null 2>&1; then # masking results of class 3 for 9 values of k
+    sqlite3 "$DB" "WITH RECURSIVE k(v) AS (SELECT 100 UNION ALL SELECT v + 100 FROM k WHERE v < 900)
+        INSERT INTO eval SELECT m.id, d.id, s.id, m.id, 3, o.mode, k.v, 100,
+                                CASE o.mode WHEN 'on' THEN k.v / 10.0 ELSE 100 - k.v / 10.0 END
+        FROM models m, datasets d, saes s, k, (SELECT 'on' AS mode UNION SELECT 'off') o" &&
+        EVALS=1 || bad "sqlite3: eval rows"
+fi
 DB1="$T_TMP/base-only.db"
 "$PS" synth "$DB1" --images 30 --latents 64 --grid 4 --classes 5 --models 1 --thumb 0 --quiet ||
     bad "patchsae synth --models 1"
@@ -66,10 +85,10 @@ sorted() { # $1 = column number
     screen | sed -n '3,30p' | awk -v c="$1" 'NF >= 4 { v = $c + 0; if (n++ && v > p + 1e-12) bad = 1; p = v }
                                                 END { exit bad || n < 10 }'
 }
-if sorted 2; then ok; else bad "table sorted by freq" show; fi
+check_until "table sorted by freq" 'sorted 2'
 keys s
 check_for "sort key s" "mean▼"
-if sorted 3; then ok; else bad "table sorted by mean" show; fi
+check_until "table sorted by mean" 'sorted 3'
 keys r
 check_for "reverse sort" "mean▲"
 keys : 'sort freq' Enter
@@ -80,10 +99,16 @@ keys / 'class 7' Enter
 check_for "search status" "/class 7"
 keys Enter
 check_for "Latent view" "labels of the top"
-if screen | grep -A1 'labels of the top' | sed -n 2p | grep -q '^class 7 '; then ok; else
-    bad "search found a latent of class 7" show; fi
+check_until "search found a latent of class 7" \
+    "screen | grep -A1 'labels of the top' | sed -n 2p | grep -q '^class 7 '"
 check_for "base and adapted side by side" "adapted (adapted)"
 check_for "histogram" "patch activations in the top images"
+$T resize-window -t s -x 100 -y 17
+check_for "a cut label list says what it leaves out" "more: class "
+$T resize-window -t s -x 100 -y 32
+check_for "top bar names the dataset" "synthetic  base: base"
+keys t
+check_for "t with one dataset says so" "statistics for one dataset only"
 
 # ---- Image view: patch cursor, lists, predictions
 keys Enter
@@ -97,8 +122,8 @@ check_for "patch cursor appears in the middle" "patch (7,7) token 106"
 keys l j
 check_for "patch cursor moves right and down" "patch (8,8) token 121"
 keys Left Up Up
-check_for "arrows move it" "patch (7,6) token 92"
-check_for "patch lists" "patch (7,6) top latents"
+check_for "arrows move it (row,col)" "patch (6,7) token 92"
+check_for "patch lists" "patch (6,7) top latents"
 keys x
 check_for "cursor off" "image level"
 # a mouse click (X10 encoding) on the first cell of the main picture selects patch (0,0)
@@ -118,6 +143,10 @@ check_for "class accuracy" "accuracy: base"
 check_for "class remapping groups" "remapping: high"
 keys : 'class class 3' Enter
 check_for ":class" "Class 3: class 3"
+if [ -n "$EVALS" ]; then # 9 k of masking results, on and off, both models: all fit at 100x32
+    check_for "masking table: on/off of both models per k" "k   base on   base off    adapted on  adapted off"
+    check_for "masking table: the last k row shows" "   900     90.0%      10.0%         90.0%        10.0%"
+fi
 keys 5
 check_for "Overview" "SAE latents: 128"
 keys Tab
@@ -143,11 +172,11 @@ check_for "m cycles the overlay" "overlay: heatmap"
 $T resize-window -t s -x 120 -y 90
 keys '?'
 check_for "help" "Everywhere"
-for k in 'q ' 'Q ' '? ' 'Tab  Shift-Tab' '1 2 3 4 5' ': ' '/ ' 'n  N' 'm ' 'b ' 'Ctrl-L' 'Esc' \
+for k in 'q ' 'Q ' '? ' 'Tab  Shift-Tab' '1 2 3 4 5' ': ' '/ ' 'n  N' 'm ' 'b ' 't ' 'Ctrl-L' 'Esc' \
          'j k  Down Up' 'PgUp PgDn' 'g G  Home End' 'Enter' 'mouse' 's ' 'r ' 'd ' 'D ' 'a ' \
          'c ' 'h j k l  arrows' '[ ]' 'x  Backspace' 'J K' ':latent N' ':image N' ':class NAME' \
-         ':sort KEY' ':filter' ':annotate' ':model' ':overlay' ':graphics' ':search'; do
-    if screen | grep -qF -- "  $k"; then ok; else bad "help lists \"$k\"" show; fi
+         ':sort KEY' ':filter' ':annotate' ':dataset' ':model' ':overlay' ':graphics' ':search'; do
+    check_until "help lists \"$k\"" 'screen | grep -qF -- "  $k"'
 done
 keys q
 $T resize-window -t s -x 100 -y 32

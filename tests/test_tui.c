@@ -16,6 +16,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "idx.h"
 #include "ps.h"
 #include "test.h"
@@ -507,6 +509,15 @@ test_overlays(void)
     float x0, x1, y0, y1;
     CHECK_EQ_INT(tui_scatter_range(rows, 3, &x0, &x1, &y0, &y1), 2);
     CHECK(x0 == -3 && x1 == 0 && y0 == -1 && y1 == 1);
+    /* the frame is the picture's edge: labels next to the picture line up with it */
+    CHECK_EQ_INT(tui_scatter_x(x0, x0, x1, 40), 1);
+    CHECK_EQ_INT(tui_scatter_x(x1, x0, x1, 40), 38);
+    CHECK_EQ_INT(tui_scatter_x(-1.5f, x0, x1, 40), 20);
+    CHECK_EQ_INT(tui_scatter_y(y0, y0, y1, 30), 28);
+    CHECK_EQ_INT(tui_scatter_y(y1, y0, y1, 30), 1);
+    CHECK_EQ_INT(sc[(29 * 40 + 20) * 3], 150); /* x axis on the bottom row */
+    CHECK_EQ_INT(sc[(15 * 40 + 0) * 3], 150);  /* y axis in the first column */
+    CHECK_EQ_INT(sc[(5 * 40 + 39) * 3 + 2], 18); /* no frame on the right: background */
 }
 
 static void
@@ -647,6 +658,84 @@ test_empty(void)
     CHECK(tui_open(&t, empty, 0, err) == PS_EFORMAT);
 }
 
+/*
+ * Two datasets: the synthetic index plus a copy of its statistics over a
+ * second dataset ("inverted", mean activations 2m + 1, classes renamed) with
+ * an eval stored for the adapted model only. `:dataset` and t switch every
+ * view over; the Class view shows the adapted model's eval rows.
+ */
+static void
+test_dataset(void)
+{
+    Tui t;
+    char err[PS_ERRLEN];
+    if (synth_tui(&t, "tuids.db", 2, 0, 4)) {
+        CHECK(0);
+        return;
+    }
+    int64_t ds0 = t.dataset_id, ss0 = t.st[0].ss.id, m1 = t.model_id[1];
+    CHECK_EQ_INT(t.n_ds, 1);
+    keys(&t, "t");
+    CHECK(t.status_err && t.dataset_id == ds0); /* one dataset: t says so */
+    tui_close(&t);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(t_tmp("tuids.db"), &db), SQLITE_OK);
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO datasets(id, name, spec, n_images, n_classes) "
+             "  SELECT 1000, 'inverted', 'x', n_images, n_classes FROM datasets WHERE id = %lld;"
+             "INSERT INTO classes SELECT 1000, idx, 'inv ' || name FROM classes WHERE dataset_id = %lld;"
+             "INSERT INTO statsets(id, model_id, dataset_id, sae_id, k_top, tau, n_images, final) "
+             "  SELECT id + 100, model_id, 1000, sae_id, k_top, tau, n_images, final FROM statsets;"
+             "CREATE TEMP TABLE x AS SELECT * FROM latent_stats;"
+             "UPDATE x SET statset_id = statset_id + 100, mean_act = 2 * mean_act + 1;"
+             "INSERT INTO latent_stats SELECT * FROM x;"
+             "INSERT INTO eval(model_id, dataset_id, sae_id, select_model_id, class, mode, k, n_images, accuracy)"
+             "  SELECT %lld, 1000, id, %lld, -1, 'orig', 0, 60, 42.5 FROM saes;",
+             (long long)ds0, (long long)ds0, (long long)m1, (long long)m1);
+    CHECK_EQ_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    CHECK_EQ_INT(tui_open(&t, t_tmp("tuids.db"), 0, err), 0);
+    tui_resize(&t, 32, 100);
+    CHECK_EQ_INT(t.n_ds, 2);
+    CHECK(t.dataset_id == ds0 && t.st[0].ss.id == ss0); /* the first statset's dataset first */
+    CHECK_EQ_INT(tui_command(&t, "latent 5"), 0);
+    double m5 = t.ls[0].st.mean_act;
+    CHECK_EQ_INT(tui_command(&t, "class 1"), 0);
+    CHECK_EQ_INT(t.cs[1].n_evals, 0);
+    CHECK_EQ_INT(tui_command(&t, "dataset"), 0); /* lists them */
+    CHECK(strstr(t.status, "2 inverted") && strstr(t.status, "(shown)"));
+    CHECK(tui_command(&t, "dataset nope") < 0 && t.status_err);
+    CHECK(tui_command(&t, "dataset 3") < 0 && t.status_err);
+
+    CHECK_EQ_INT(tui_command(&t, "dataset inv"), 0); /* unique prefix */
+    CHECK(t.dataset_id == 1000 && !strcmp(t.dataset_name, "inverted"));
+    CHECK(t.st[0].ss.id == ss0 + 100 && t.st[1].present && t.st[1].ss.dataset_id == 1000);
+    CHECK(t.classes && t.classes[1] && !strcmp(t.classes[1], "inv class 1"));
+    CHECK_EQ_INT(t.latent, 5); /* the Latent view follows */
+    CHECK_NEAR(t.ls[0].st.mean_act, 2 * m5 + 1, 1e-4);
+    CHECK_EQ_INT(t.cls, 1); /* so does the Class view: the adapted model's eval shows */
+    CHECK(t.cs[1].n_evals == 1 && t.cs[1].evals_all && t.cs[0].n_evals == 0);
+    CHECK_EQ_INT(t.n_order, 96);
+    const TuiRow *r = &t.st[0].rows[t.st[0].pos[5]];
+    CHECK_NEAR(r->mean_act, 2 * m5 + 1, 1e-4);
+
+    keys(&t, "t"); /* t cycles back */
+    CHECK(t.dataset_id == ds0 && t.st[0].ss.id == ss0 && t.cs[1].n_evals == 0);
+    CHECK_NEAR(t.ls[0].st.mean_act, m5, 1e-6);
+    CHECK_EQ_INT(tui_command(&t, "dataset 2"), 0);
+    CHECK_EQ_INT(t.dataset_id, 1000);
+    tui_close(&t);
+
+    /* the background load opens on the first dataset and switches like the synchronous one */
+    CHECK_EQ_INT(tui_open(&t, t_tmp("tuids.db"), 1, err), 0);
+    CHECK(t.loading);
+    keys(&t, "t");
+    CHECK(!t.loading && t.dataset_id == 1000 && t.st[1].present && t.n_order == 96);
+    tui_close(&t);
+}
+
 void
 test_tui(void)
 {
@@ -706,6 +795,7 @@ test_tui(void)
     } else {
         CHECK(0);
     }
+    test_dataset();
     test_overlays();
     test_term();
     test_empty();
