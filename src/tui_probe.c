@@ -382,7 +382,12 @@ static void
 base_name(const char *path, char *out, size_t n)
 {
     const char *b = strrchr(path, '/');
-    snprintf(out, n, "%s", b && b[1] ? b + 1 : path);
+    b = b && b[1] ? b + 1 : path;
+    size_t len = strlen(b);
+    if (len >= n) /* names are for display: cut, never overflow */
+        len = n - 1;
+    memcpy(out, b, len);
+    out[len] = 0;
 }
 
 /* One named file -> a job (real path, size, mtime); -1 with a message if unusable. */
@@ -400,7 +405,7 @@ make_job(const char *file, Job *j, char *err)
         snprintf(real, sizeof real, "%s", file);
     if (strlen(real) >= sizeof j->path)
         return ps_seterr(err, PS_EIO, "%s: path too long", file);
-    snprintf(j->path, sizeof j->path, "%s", real);
+    memcpy(j->path, real, strlen(real) + 1); /* fits: checked above */
     base_name(real, j->name, sizeof j->name);
     j->size = (int64_t)sb.st_size;
     j->mtime = (int64_t)sb.st_mtime;
