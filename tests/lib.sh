@@ -17,3 +17,11 @@ t_status() {
     if [ "$got" -eq "$want" ]; then T_PASS=$((T_PASS + 1)); else T_FAIL=$((T_FAIL + 1)); echo "$0: FAILED: $d (exit $got, expected $want)" >&2; fi
 }
 t_done() { echo "$T_PASS passed, $T_FAIL failed"; }
+# The shared data directory (OpenAI's BPE merges, class lists), looked up as
+# the C suites do (t_shared): $PS_SHARED_DATA, ../shared/data, ../../shared/data,
+# /work/shared/data. T_BPE is the merges file ("" when none is found).
+T_SHARED=""
+for d in "${PS_SHARED_DATA:-}" ../shared/data ../../shared/data /work/shared/data; do
+    if [ -n "$d" ] && [ -f "$d/bpe_simple_vocab_16e6.txt.gz" ]; then T_SHARED=$d; break; fi
+done
+T_BPE=${T_SHARED:+$T_SHARED/bpe_simple_vocab_16e6.txt.gz}

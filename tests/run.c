@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ps.h"
 #include "test.h"
 
 int t_pass, t_fail;
@@ -117,6 +118,56 @@ t_tmp(const char *name)
     char *b = bufs[k++ & 7];
     snprintf(b, 4096, "%s/%s", t_tmpdir(), name);
     return b;
+}
+
+const char *
+t_shared(const char *name)
+{
+    static char buf[4096];
+    const char *env = getenv("PS_SHARED_DATA");
+    const char *dirs[] = { env ? env : "", "../shared/data", "../../shared/data",
+                           "/work/shared/data" };
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        struct stat sb;
+        snprintf(buf, sizeof buf, "%s/%s", dirs[i], name);
+        if (dirs[i][0] && stat(buf, &sb) == 0)
+            return buf;
+    }
+    return NULL;
+}
+
+void
+t_copy_file(const char *from, const char *to)
+{
+    char *buf;
+    size_t n;
+    if (ps_read_file(from, 1 << 24, &buf, &n, NULL) != PS_OK || t_write_file(to, buf, n) != 0) {
+        fprintf(stderr, "cannot copy %s to %s\n", from, to);
+        exit(2);
+    }
+    free(buf);
+}
+
+const char *
+t_class_folder(const char *name)
+{
+    static const char *const imgs[6] = { "img_land.png", "img_port.png", "img_square.png",
+                                         "img_big.png", "img_gray.png", "img_rgba.png" };
+    static char dir[512];
+    char p[700];
+    snprintf(dir, sizeof dir, "%s", t_tmp(name));
+    mkdir(dir, 0700);
+    for (int c = 0; c < 2; c++) {
+        snprintf(p, sizeof p, "%s/%s", dir, c ? "dog" : "cat");
+        mkdir(p, 0700);
+        for (int i = 0; i < 3; i++) {
+            char from[64];
+            snprintf(from, sizeof from, "clip_tiny/%s", imgs[3 * c + i]);
+            snprintf(p, sizeof p, "%s/%s/%s", dir, c ? "dog" : "cat", imgs[3 * c + i]);
+            t_copy_file(t_data(from), p);
+        }
+    }
+    return dir;
 }
 
 int

@@ -89,7 +89,7 @@ t_status "an index without an adapted model exits 2" 2 "$PS" diff --index "$T_TM
 t_status "--no-store on a read-only copy" 0 sh -c 'cp "$1" "$2" && chmod a-w "$2" && "$3" diff --index "$2" --no-store --table1' _ "$X" "$T_TMP/ro.db" "$PS"
 t_check "diff --help" sh -c '"$1" diff --help | grep -q "usage: patchsae diff"' _ "$PS"
 
-TOK=${PATCHSAE_SHARED:-/work/shared/data}/bpe_simple_vocab_16e6.txt.gz
+TOK=$T_BPE
 if [ -f "$TOK" ]; then
     TD=$D/clip_tiny
     TS=$D/index/sae_tiny.safetensors

@@ -23,7 +23,7 @@ t_check "block_layer -2 is layer 2" has "$out" "layer: 2"
 t_check "embed --sae SAELens directory" $E --sae $SD/saelens -o "$O" $D/img_land.png
 t_check "SAELens: sae_acts" has "$("$PS" info "$O")" "sae_acts *F32 *(1, 17, 64)"
 t_check "embed --sae sae_weights.safetensors" $E --sae $SD/saelens/sae_weights.safetensors -o "$O" $D/img_square.png
-BPE=${PS_SHARED_DATA:-/work/shared/data}/bpe_simple_vocab_16e6.txt.gz
+BPE=$T_BPE
 if [ -r "$BPE" ]; then
     t_check "embed --sae, text too" $E --tokenizer $BPE --sae $SD/patchsae.pt --text "a cat" -o "$O" $D/img_square.png
     out=$("$PS" info "$O")

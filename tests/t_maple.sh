@@ -8,7 +8,7 @@
 D=tests/data/clip_tiny
 M=$D/openai.safetensors
 CK=$D/maple/model.pth.tar-5
-BPE=${PS_SHARED_DATA:-/work/shared/data}/bpe_simple_vocab_16e6.txt.gz
+BPE=$T_BPE
 O="$T_TMP/out.safetensors"
 if [ ! -r "$BPE" ]; then
     echo "$0: $BPE not found (set PS_SHARED_DATA): skipped" >&2

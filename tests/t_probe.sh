@@ -8,7 +8,7 @@
 . tests/lib.sh
 D=tests/data/clip_tiny
 M="$D/hf"
-TOK=/work/shared/data/bpe_simple_vocab_16e6.txt.gz
+TOK=$T_BPE
 SAE=tests/data/index/sae_tiny.safetensors
 MP="$D/maple/model.pth.tar-5"
 X="$T_TMP"

@@ -57,7 +57,7 @@ cp $D/img_gray.png $D/img_rgba.png $D/img_big.png "$X/ds/dog/"
 cp tests/data/index/sae_tiny.safetensors "$X/sae.safetensors"
 A="$X/a.db"
 t_check "build the index" "$PS" index --quiet --model "$D/hf" \
-    --tokenizer /work/shared/data/bpe_simple_vocab_16e6.txt.gz --sae "$X/sae.safetensors" \
+    --tokenizer "$T_BPE" --sae "$X/sae.safetensors" \
     --maple "$D/maple/model.pth.tar-5" --data "$X/ds" -o "$A"
 
 # ---- command line

@@ -47,6 +47,20 @@ const char *t_data(const char *name);
 const char *t_tmpdir(void);
 /* Path inside t_tmpdir()/SUITE/ (static rotating buffers: valid for the next 8 calls). */
 const char *t_tmp(const char *name);
+/*
+ * Path of NAME in the shared data directory (OpenAI's BPE merges, class-name
+ * lists): $PS_SHARED_DATA, ../shared/data, ../../shared/data or
+ * /work/shared/data, the first that has it; NULL when none does. Static
+ * buffer, valid until the next call.
+ */
+const char *t_shared(const char *name);
+/* Copies a file (asserts on failure: fixtures are ours). */
+void t_copy_file(const char *from, const char *to);
+/*
+ * An image folder t_tmp(name)/{cat,dog}/ holding three clip_tiny fixture
+ * images each, in ImageFolder order; returns its path (static buffer).
+ */
+const char *t_class_folder(const char *name);
 /* Writes n bytes to path; returns 0 on success. */
 int t_write_file(const char *path, const void *data, size_t n);
 /* Deterministic xorshift random numbers for differential tests. */

@@ -22,40 +22,10 @@
 #include "stats.h"
 #include "test.h"
 
-#define TOK "/work/shared/data/bpe_simple_vocab_16e6.txt.gz"
+#define TOK ((char *)t_shared("bpe_simple_vocab_16e6.txt.gz"))
 
 static const char *const imgs[6] = { "img_land.png", "img_port.png", "img_square.png",
                                      "img_big.png", "img_gray.png", "img_rgba.png" };
-
-static void
-copy_file(const char *from, const char *to)
-{
-    char *buf;
-    size_t n;
-    PS_ASSERT(ps_read_file(from, 1 << 24, &buf, &n, NULL) == PS_OK);
-    PS_ASSERT(t_write_file(to, buf, n) == 0);
-    free(buf);
-}
-
-/* t_tmp/NAME/{cat,dog}: three fixture images each (ImageFolder order = imgs order). */
-static const char *
-make_folder(const char *name)
-{
-    static char dir[512];
-    char p[600];
-    snprintf(dir, sizeof dir, "%s", t_tmp(name));
-    for (int c = 0; c < 2; c++) {
-        snprintf(p, sizeof p, "mkdir -p %s/%s", dir, c ? "dog" : "cat");
-        PS_ASSERT(system(p) == 0);
-        for (int i = 0; i < 3; i++) {
-            char from[64], to[600];
-            snprintf(from, sizeof from, "clip_tiny/%s", imgs[3 * c + i]);
-            snprintf(to, sizeof to, "%s/%s/%s", dir, c ? "dog" : "cat", imgs[3 * c + i]);
-            copy_file(t_data(from), to);
-        }
-    }
-    return dir;
-}
 
 /* A manifest of n lines cycling through the six images (cat, cat, cat, dog, dog, dog). */
 static const char *
@@ -174,7 +144,7 @@ check_same_snapshot(const char *a, const char *b, int exact, const char *what)
 static void
 test_predictions_and_rows(void)
 {
-    const char *dir = make_folder("build-ds");
+    const char *dir = t_class_folder("build-ds");
     char data[512], out[512], emb[512], classes[512], paths[6][600];
     snprintf(data, sizeof data, "%s", dir);
     snprintf(out, sizeof out, "%s", t_tmp("build-a.db"));
@@ -381,7 +351,7 @@ test_resume_and_shards(void)
 static void
 test_refusals(void)
 {
-    const char *dir = make_folder("build-ds2");
+    const char *dir = t_class_folder("build-ds2");
     char data[512], out[512], sae_path[512];
     snprintf(data, sizeof data, "%s", dir);
     snprintf(out, sizeof out, "%s", t_tmp("build-r.db"));
@@ -536,7 +506,7 @@ test_maple(void)
 static void
 test_ensemble(void)
 {
-    const char *dir = make_folder("build-dse");
+    const char *dir = t_class_folder("build-dse");
     char data[512], out[512], emb[512], classes[512], paths[6][600];
     snprintf(data, sizeof data, "%s", dir);
     snprintf(out, sizeof out, "%s", t_tmp("build-e.db"));

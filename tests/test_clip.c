@@ -461,18 +461,7 @@ test_loader_errors(void)
 static const char *
 shared_bpe(void)
 {
-    static char path[600];
-    const char *env = getenv("PS_SHARED_DATA");
-    const char *dirs[] = { env ? env : "", "../shared/data", "../../shared/data", "/work/shared/data" };
-    for (size_t i = 0; i < LEN(dirs); i++) {
-        snprintf(path, sizeof path, "%s/bpe_simple_vocab_16e6.txt.gz", dirs[i]);
-        FILE *f = *dirs[i] ? fopen(path, "rb") : NULL;
-        if (f) {
-            fclose(f);
-            return path;
-        }
-    }
-    return NULL;
+    return t_shared("bpe_simple_vocab_16e6.txt.gz");
 }
 
 static const float *

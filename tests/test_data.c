@@ -404,10 +404,8 @@ test_fashion(void)
 static const char *
 shared(const char *name)
 {
-    static char buf[4096];
-    const char *d = getenv("PS_SHARED_DATA");
-    snprintf(buf, sizeof buf, "%s/%s", d ? d : "/work/shared/data", name);
-    return buf;
+    const char *p = t_shared(name);
+    return p ? p : "(shared data directory not found)";
 }
 
 static void
@@ -442,7 +440,7 @@ test_classnames(void)
         }
         data_free_classnames(nm, n);
     } else {
-        fprintf(stderr, "  data: %s missing, PatchSAE class files skipped\n", shared(""));
+        fprintf(stderr, "  data: %s, PatchSAE class files skipped\n", shared("imagenet_classnames.txt"));
     }
 
     text("cn1.txt", "\n  cat \r\ndog house\n\n");

@@ -23,40 +23,7 @@
 #include "sha256.h"
 #include "test.h"
 
-#define TOK "/work/shared/data/bpe_simple_vocab_16e6.txt.gz"
-
-static const char *const imgs[6] = { "img_land.png", "img_port.png", "img_square.png",
-                                     "img_big.png", "img_gray.png", "img_rgba.png" };
-
-static void
-copy_file(const char *from, const char *to)
-{
-    char *buf;
-    size_t n;
-    PS_ASSERT(ps_read_file(from, 1 << 24, &buf, &n, NULL) == PS_OK);
-    PS_ASSERT(t_write_file(to, buf, n) == 0);
-    free(buf);
-}
-
-/* t_tmp(name)/{cat,dog}/: three fixture images each. */
-static const char *
-make_folder(const char *name)
-{
-    static char dir[512];
-    char p[600];
-    snprintf(dir, sizeof dir, "%s", t_tmp(name));
-    for (int c = 0; c < 2; c++) {
-        snprintf(p, sizeof p, "mkdir -p %s/%s", dir, c ? "dog" : "cat");
-        PS_ASSERT(system(p) == 0);
-        for (int i = 0; i < 3; i++) {
-            char from[64], to[600];
-            snprintf(from, sizeof from, "clip_tiny/%s", imgs[3 * c + i]);
-            snprintf(to, sizeof to, "%s/%s/%s", dir, c ? "dog" : "cat", imgs[3 * c + i]);
-            copy_file(t_data(from), to);
-        }
-    }
-    return dir;
-}
+#define TOK t_shared("bpe_simple_vocab_16e6.txt.gz")
 
 static int
 build_index(const char *data, const char *sae, int batch, int maple, const char *out, char *err)
@@ -419,7 +386,7 @@ check_checksums(const char *folder)
     char err[PS_ERRLEN];
     /* an index built from a copy of the SAE, then the copy changed in place (same size) */
     const char *sae = t_tmp("probe_sae.safetensors"), *db = t_tmp("probe_sum.db");
-    copy_file(t_data("index/sae_tiny.safetensors"), sae);
+    t_copy_file(t_data("index/sae_tiny.safetensors"), sae);
     CHECK(build_index(folder, sae, 8, 0, db, err) == PS_OK);
     Idx *ix;
     CHECK(idx_open_readonly(&ix, db, err) == PS_OK);
@@ -506,7 +473,7 @@ check_hostile(const char *db1)
     char err[PS_ERRLEN];
     const char *db = t_tmp("probe_hostile.db");
     for (size_t i = 0; i < LEN(cases); i++) {
-        copy_file(db1, db);
+        t_copy_file(db1, db);
         Idx *ix;
         CHECK(idx_open(&ix, db, err) == PS_OK);
         CHECK(idx_exec(ix, cases[i].sql, err) == PS_OK);
@@ -529,7 +496,7 @@ test_probe(void)
 {
     char err[PS_ERRLEN];
     test_group_rules();
-    const char *folder = make_folder("probe_ds");
+    const char *folder = t_class_folder("probe_ds");
     char sae[512];
     snprintf(sae, sizeof sae, "%s", t_data("index/sae_tiny.safetensors"));
     const char *db1 = t_tmp("probe_b1.db"), *db4 = t_tmp("probe_b4.db");

@@ -133,17 +133,7 @@ check_cases(const Tok *t, const char *name, const char *label)
 static const char *
 bpe_gz_path(void)
 {
-    static char buf[4096];
-    const char *env = getenv("PS_SHARED_DATA");
-    const char *dirs[] = {env ? env : "", "../shared/data", "../../shared/data",
-                          "/work/shared/data"};
-    for (size_t i = 0; i < LEN(dirs); i++) {
-        struct stat st;
-        snprintf(buf, sizeof buf, "%s/bpe_simple_vocab_16e6.txt.gz", dirs[i]);
-        if (dirs[i][0] && stat(buf, &st) == 0)
-            return buf;
-    }
-    return NULL;
+    return t_shared("bpe_simple_vocab_16e6.txt.gz");
 }
 
 static void

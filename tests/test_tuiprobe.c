@@ -26,40 +26,20 @@
 #include "test.h"
 #include "tui.h"
 
-#define TOK "/work/shared/data/bpe_simple_vocab_16e6.txt.gz"
+#define TOK t_shared("bpe_simple_vocab_16e6.txt.gz")
 
 static const char *const imgs[6] = { "img_land.png", "img_port.png", "img_square.png",
                                      "img_big.png", "img_gray.png", "img_rgba.png" };
 static char folder[512], db[512];
 
-static void
-copy_file(const char *from, const char *to)
-{
-    char *buf;
-    size_t n;
-    PS_ASSERT(ps_read_file(from, 1 << 24, &buf, &n, NULL) == PS_OK);
-    PS_ASSERT(t_write_file(to, buf, n) == 0);
-    free(buf);
-}
-
 /* t_tmp("tuiprobe_ds")/{cat,dog}/ with three fixture images each, indexed into db. */
 static int
 build_fixture(char *err)
 {
-    char p[700], model[512], mp[512], sae[512];
-    snprintf(folder, sizeof folder, "%s", t_tmp("tuiprobe_ds"));
+    char model[512], mp[512], sae[512];
+    snprintf(folder, sizeof folder, "%s", t_class_folder("tuiprobe_ds"));
     snprintf(db, sizeof db, "%s", t_tmp("tuiprobe.db"));
     unlink(db);
-    for (int c = 0; c < 2; c++) {
-        snprintf(p, sizeof p, "mkdir -p %s/%s", folder, c ? "dog" : "cat");
-        PS_ASSERT(system(p) == 0);
-        for (int i = 0; i < 3; i++) {
-            char from[64];
-            snprintf(from, sizeof from, "clip_tiny/%s", imgs[3 * c + i]);
-            snprintf(p, sizeof p, "%s/%s/%s", folder, c ? "dog" : "cat", imgs[3 * c + i]);
-            copy_file(t_data(from), p);
-        }
-    }
     snprintf(model, sizeof model, "%s", t_data("clip_tiny/hf"));
     snprintf(mp, sizeof mp, "%s", t_data("clip_tiny/maple/model.pth.tar-5"));
     snprintf(sae, sizeof sae, "%s", t_data("index/sae_tiny.safetensors"));
