@@ -9,32 +9,7 @@
 # them); a changed SAE is refused with both digests unless --force; and the
 # command-line contract of the new options.
 . tests/lib.sh
-TUI="$BUILD/patchsae-tui"
-export LANG=C.UTF-8
-unset PATCHSAE_GRAPHICS
-SOCK="patchsae-t-tuiprobe-$$"
-T="tmux -u -L $SOCK -f /dev/null"
-trap '$T kill-server 2>/dev/null; rm -rf "$T_TMP"' EXIT
-
-ok() { T_PASS=$((T_PASS + 1)); }
-bad() { T_FAIL=$((T_FAIL + 1)); echo "$0: FAILED: $1" >&2; [ -n "${2:-}" ] && screen >&2; }
-screen() { $T capture-pane -p -t s 2>/dev/null; }
-wait_for() {
-    n=0; lim=$(( ${2:-5} * 10 ))
-    until screen | grep -qF -- "$1"; do
-        n=$((n + 1)); [ $n -gt $lim ] && return 1; sleep 0.1
-    done
-}
-check_for() { if wait_for "$2" "${3:-5}"; then ok; else bad "$1 (no \"$2\")" show; fi; }
-# wait_until SECONDS 'SHELL TEST': polls the eval'd test until it holds (a screen is drawn
-# in several writes: its content is polled, never read once after a fixed sleep)
-wait_until() {
-    n=0; lim=$(( $1 * 10 ))
-    until eval "$2"; do
-        n=$((n + 1)); [ $n -gt $lim ] && return 1; sleep 0.1
-    done
-}
-check_until() { if wait_until 5 "$2"; then ok; else bad "$1" show; fi; }
+. tests/tui_lib.sh
 N_SESS=0
 start() {
     $T kill-server 2>/dev/null
